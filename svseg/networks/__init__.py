@@ -7,3 +7,9 @@ from __future__ import annotations
 __all__: list[str] = []
 
 # Each network module appends its public class below (one import line per module).
+from .sa2net import SA2Net  # noqa: E402
+
+__all__ += ["SA2Net"]
+from .msa2net import MSA2Net  # noqa: E402
+
+__all__ += ["MSA2Net"]
