@@ -1,0 +1,452 @@
+"""Python glue that the bundle configs (``bundles/<net>/configs/*.json``) call.
+
+The configs stay short and identical in structure across the five bundles: everything that
+depends on the dataset (class names, intensity rule, splits, evaluation protocol) comes from
+:mod:`svseg.data.datasets` through the functions here, and everything that depends on the paper
+(loss, optimiser, augmentation preset) is named in the bundle's ``train.json``.
+
+A dataset is chosen by ``dataset_name`` and ``data_root``. Without a ``data_root`` the bundle
+runs on the demo data (MNI152 grey/white matter), whatever ``dataset_name`` says, so every bundle
+trains and evaluates out of the box.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from svseg.bundle import _compat
+
+__all__ = [
+    "resolve_device",
+    "effective_dataset",
+    "num_classes",
+    "class_names",
+    "roi_size",
+    "protocol",
+    "inference_mode",
+    "datalist",
+    "scaled_lr",
+    "volume_transforms",
+    "slice_transforms",
+    "SliceTrainDataset",
+    "train_dataset",
+    "poly_scheduler",
+    "slice_inferer",
+    "val_dataset",
+    "PeriodicValidation",
+    "evaluate_volumes",
+    "predict_volumes",
+    "inference_datalist",
+]
+
+logger = logging.getLogger(__name__)
+
+DATASET_NAMES = ("synapse", "lits", "acdc", "demo")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"`` -> ``cuda:<LOCAL_RANK>`` when CUDA is available, else CPU; strings pass through."""
+    if isinstance(device, torch.device):
+        return device
+    if device is None or str(device).lower() == "auto":
+        if torch.cuda.is_available():
+            return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+        return torch.device("cpu")
+    return torch.device(str(device))
+
+
+def effective_dataset(dataset_name: str, data_root: str | None) -> str:
+    """The dataset whose rules apply: ``dataset_name``, or ``"demo"`` when no ``data_root`` is given."""
+    name = str(dataset_name).lower()
+    if name not in DATASET_NAMES:
+        raise ValueError(f"dataset_name must be one of {DATASET_NAMES}, got {dataset_name!r}.")
+    if data_root in (None, "", "None", "null"):
+        return "demo"
+    return name
+
+
+def _root(data_root: str | None) -> str | None:
+    return None if data_root in (None, "", "None", "null") else str(data_root)
+
+
+def class_names(dataset_name: str, data_root: str | None = None) -> list[str]:
+    """Class names (index = label id, background first) of the effective dataset."""
+    return _compat.class_names(effective_dataset(dataset_name, data_root))
+
+
+def num_classes(dataset_name: str, data_root: str | None = None) -> int:
+    """Number of output channels (background included) of the effective dataset."""
+    return len(class_names(dataset_name, data_root))
+
+
+def roi_size(dataset_name: str, data_root: str | None = None, default: Sequence[int] | None = None) -> list[int]:
+    """2D network input size: ``default`` (the paper's) if given, else the dataset's default ROI."""
+    if default is not None:
+        return [int(v) for v in default]
+    spec = _compat.get_dataset_spec(effective_dataset(dataset_name, data_root))
+    roi = _compat.spec_field(spec, "roi_size", (224, 224))
+    return [int(v) for v in roi][:2]
+
+
+def protocol(dataset_name: str, data_root: str | None = None) -> str:
+    """Evaluation protocol the effective dataset is published with (``transunet`` or ``standard``)."""
+    spec = _compat.get_dataset_spec(effective_dataset(dataset_name, data_root))
+    return str(_compat.spec_field(spec, "protocol", "standard"))
+
+
+def inference_mode(dataset_name: str, data_root: str | None = None) -> str:
+    """Slice inference mode: ``transunet`` (cubic zoom, as the published Synapse/ACDC numbers) or ``resize``."""
+    return "transunet" if protocol(dataset_name, data_root) == "transunet" else "resize"
+
+
+def datalist(dataset_name: str, data_root: str | None, split: str) -> list[dict]:
+    """Items ``{"image", "label", "case"}`` of ``split`` (``training``, ``validation``, ``test``).
+
+    ``validation`` falls back to ``test`` when a dataset has no validation split (Synapse, like
+    the MSA2Net code, selects on the test volumes), and ``test`` falls back to ``validation``.
+    """
+    name = effective_dataset(dataset_name, data_root)
+    order = {"training": ["training"], "validation": ["validation", "test"], "test": ["test", "validation"]}
+    if split not in order:
+        raise ValueError(f"split must be one of {sorted(order)}, got {split!r}.")
+    return _compat.datalist_for(name, _root(data_root), order[split])
+
+
+def scaled_lr(base_lr: float, batch_size: int, reference_batch: int = 24, divisor: int = 5) -> float:
+    """The MSA2Net/TransUNet rule: ``lr = base_lr * bs / 24`` if ``bs != 24`` and ``bs % 5 == 0``."""
+    batch_size = int(batch_size)
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    if batch_size != reference_batch and batch_size % divisor == 0:
+        return float(base_lr) * batch_size / reference_batch
+    return float(base_lr)
+
+
+# ----------------------------------------------------------------------------------------------
+# transforms
+# ----------------------------------------------------------------------------------------------
+def _extra_readers() -> list:
+    try:
+        from svseg.data import readers
+    except ImportError:
+        return []
+    return [getattr(readers, n)() for n in ("NPZReader", "H5Reader") if hasattr(readers, n)]
+
+
+def _intensity(name: str) -> list:
+    """Intensity rule of dataset ``name`` as MONAI transforms, mapping the image to about [0, 1]."""
+    from monai import transforms as mt
+
+    try:
+        from svseg.data import transforms as st  # the data package's own rule, when present
+    except ImportError:
+        st = None
+    if st is not None and hasattr(st, "intensity_transform"):
+        return [st.intensity_transform(name, keys="image")]
+    if name == "lits":  # AFMA: HU clipped to [-250, 250]
+        return [mt.ScaleIntensityRanged("image", a_min=-250, a_max=250, b_min=0.0, b_max=1.0, clip=True)]
+    if name in ("synapse",):  # TransUNet files are already windowed to [-125, 275] and scaled to [0, 1]
+        return [mt.ScaleIntensityRanged("image", a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True)]
+    # MR (ACDC, demo T1): per-volume percentile scaling to [0, 1]
+    return [mt.ScaleIntensityRangePercentilesd("image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)]
+
+
+def volume_transforms(dataset_name: str, data_root: str | None, mean: float = 0.0, std: float = 1.0) -> Any:
+    """Load an image/label volume channel-first, apply the dataset's intensity rule, then ``(x - mean) / std``."""
+    from monai import transforms as mt
+
+    name = effective_dataset(dataset_name, data_root)
+    loader = mt.LoadImaged(keys=["image", "label"], image_only=True, allow_missing_keys=True)
+    for reader in _extra_readers():  # H5 / NPZ readers of svseg.data, tried before MONAI's defaults
+        loader.register(reader)
+    xs: list = [
+        loader,
+        mt.EnsureChannelFirstd(keys=["image", "label"], allow_missing_keys=True),
+        *_intensity(name),
+    ]
+    if mean != 0.0 or std != 1.0:
+        xs.append(mt.NormalizeIntensityd("image", subtrahend=float(mean), divisor=float(std)))
+    xs.append(mt.EnsureTyped(keys=["image", "label"], dtype=torch.float32, allow_missing_keys=True, track_meta=True))
+    return mt.Compose(xs)
+
+
+def _augmentation(preset: str, roi: Sequence[int]) -> list:
+    """MONAI equivalents of each paper's 2D training augmentation (``none`` disables it)."""
+    from monai import transforms as mt
+
+    keys = ["image", "label"]
+    modes = ("bilinear", "nearest")
+    preset = str(preset).lower()
+    if preset == "none":
+        return []
+    if preset == "msa2net":  # imgaug SomeOf(0-4) of flips, noise, blur, contrast, affine, piecewise affine
+        ops = [
+            mt.RandFlipd(keys, prob=1.0, spatial_axis=0),
+            mt.RandFlipd(keys, prob=1.0, spatial_axis=1),
+            mt.RandGaussianNoised("image", prob=1.0, std=0.005),
+            mt.RandGaussianSmoothd("image", prob=1.0, sigma_x=(1.0, 1.0), sigma_y=(1.0, 1.0)),
+            mt.RandAdjustContrastd("image", prob=1.0, gamma=(0.5, 1.5)),
+            mt.RandAffined(keys, prob=1.0, scale_range=(0.5, 0.5), mode=modes, padding_mode="zeros"),
+            mt.RandAffined(keys, prob=1.0, rotate_range=(np.deg2rad(40),), mode=modes, padding_mode="zeros"),
+            mt.RandAffined(keys, prob=1.0, shear_range=(0.29, 0.29), mode=modes, padding_mode="zeros"),
+            mt.Rand2DElasticd(keys, prob=1.0, spacing=(32, 32), magnitude_range=(1, 3), mode=modes,
+                              padding_mode="zeros"),
+            mt.RandAffined(keys, prob=1.0, translate_range=(0.2 * roi[0], 0.2 * roi[1]), mode=modes,
+                           padding_mode="zeros"),
+        ]
+        return [mt.SomeOf(ops, num_transforms=(0, 4))]
+    if preset == "sa2net":  # UCTransNet: random rot90/flip or rotation
+        return [mt.RandRotate90d(keys, prob=0.5), mt.RandFlipd(keys, prob=0.5, spatial_axis=0),
+                mt.RandRotated(keys, range_x=np.deg2rad(20), prob=0.5, mode=modes)]
+    if preset == "afma":  # albumentations: hflip, shift-scale, noise, brightness/contrast/gamma, blur
+        return [
+            mt.RandFlipd(keys, prob=0.5, spatial_axis=1),
+            mt.RandAffined(keys, prob=0.5, scale_range=(0.5, 0.5), translate_range=(0.1 * roi[0], 0.1 * roi[1]),
+                           mode=modes, padding_mode="zeros"),
+            mt.RandGaussianNoised("image", prob=0.2, std=0.02),
+            mt.OneOf([mt.RandScaleIntensityd("image", factors=0.2, prob=1.0),
+                      mt.RandAdjustContrastd("image", gamma=(0.8, 1.2), prob=1.0)]),
+            mt.RandGaussianSmoothd("image", prob=0.3, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0)),
+        ]
+    if preset == "msga":  # vertical flip, mirror, rotation +-30 deg (p 0.5 each)
+        return [mt.RandFlipd(keys, prob=0.5, spatial_axis=0), mt.RandFlipd(keys, prob=0.5, spatial_axis=1),
+                mt.RandRotated(keys, range_x=np.deg2rad(30), prob=0.5, mode=modes)]
+    if preset == "svanet":  # short-side resize jitter, hflip, blur, photometric, rotation +-10 deg
+        return [
+            mt.RandZoomd(keys, prob=0.5, min_zoom=0.5, max_zoom=1.5, mode=("bilinear", "nearest"), keep_size=True),
+            mt.RandFlipd(keys, prob=0.5, spatial_axis=1),
+            mt.RandGaussianSmoothd("image", prob=0.2, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0)),
+            mt.RandScaleIntensityd("image", factors=0.2, prob=0.5),
+            mt.RandRotated(keys, range_x=np.deg2rad(10), prob=0.5, mode=modes),
+        ]
+    raise ValueError(f"augmentation must be one of msa2net, sa2net, afma, msga, svanet, none; got {preset!r}.")
+
+
+def slice_transforms(roi: Sequence[int], augmentation: str = "none") -> Any:
+    """2D transforms of one slice dict: resize to ``roi`` (bilinear image, nearest label), then augment."""
+    from monai import transforms as mt
+
+    roi = [int(v) for v in roi]
+    return mt.Compose([
+        mt.Resized(keys=["image", "label"], spatial_size=roi, mode=("bilinear", "nearest")),
+        *_augmentation(augmentation, roi),
+        mt.EnsureTyped(keys=["image", "label"], dtype=torch.float32, track_meta=False),
+    ])
+
+
+class SliceTrainDataset(Dataset):
+    """2D training slices (along the last axis) of 3D volumes, or 2D files used as they are.
+
+    All volumes are loaded once with ``volume_transform`` and kept in memory; an item is one
+    slice dict ``{"image": (C, H, W), "label": (1, H, W)}`` after ``slice_transform``.
+
+    Args:
+        data: datalist items with ``image`` and ``label`` paths.
+        volume_transform: loads one item (channel first, intensity rule applied).
+        transform: applied to each 2D slice dict (resize to the ROI, augmentation).
+        foreground_only: keep only slices with a non-zero label (``False`` keeps all).
+    """
+
+    def __init__(self, data: Sequence[dict], volume_transform: Callable, transform: Callable | None = None,
+                 foreground_only: bool = False) -> None:
+        if len(data) == 0:
+            raise ValueError("data is empty: the training datalist has no items.")
+        self.slice_transform = transform
+        self.images: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+        self.index: list[tuple[int, int]] = []
+        for item in data:
+            d = volume_transform(dict(item))
+            img = torch.as_tensor(d["image"]).float()
+            lab = torch.as_tensor(d["label"]).float()
+            if img.ndim == 3:  # 2D file (C, H, W): one slice
+                img, lab = img[..., None], lab[..., None]
+            v = len(self.images)
+            self.images.append(img.as_subclass(torch.Tensor) if hasattr(img, "as_subclass") else img)
+            self.labels.append(lab.as_subclass(torch.Tensor) if hasattr(lab, "as_subclass") else lab)
+            for z in range(img.shape[-1]):
+                if foreground_only and not bool(lab[..., z].any()):
+                    continue
+                self.index.append((v, z))
+        if not self.index:
+            raise ValueError("no training slices left (foreground_only=True and every label is empty).")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        v, z = self.index[i]
+        d = {"image": self.images[v][..., z], "label": self.labels[v][..., z]}
+        return self.slice_transform(d) if self.slice_transform is not None else d
+
+
+def train_dataset(dataset_name: str, data_root: str | None, roi: Sequence[int], augmentation: str = "none",
+                  mean: float = 0.0, std: float = 1.0, max_cases: int | None = None) -> Dataset:
+    """The 2D slice training dataset of the effective dataset's ``training`` split."""
+    items = datalist(dataset_name, data_root, "training")
+    if max_cases:
+        items = items[: int(max_cases)]
+    vt = volume_transforms(dataset_name, data_root, mean=mean, std=std)
+    return SliceTrainDataset(items, vt, slice_transforms(roi, augmentation))
+
+
+def slice_inferer(roi: Sequence[int], mode: str = "resize", batch_size: int = 16) -> Any:
+    """:class:`svseg.inference.SliceInferer` over axial slices (axis 2) at the network input size ``roi``."""
+    return _compat.make_slice_inferer([int(v) for v in roi], axis=2, batch_size=int(batch_size), mode=mode)
+
+
+def val_dataset(dataset_name: str, data_root: str | None, split: str = "validation", mean: float = 0.0,
+                std: float = 1.0, max_cases: int | None = None) -> Dataset:
+    """Whole volumes of ``split`` (no resizing: the slice inferer resizes per slice)."""
+    from monai.data import Dataset as MDataset
+
+    items = datalist(dataset_name, data_root, split)
+    if max_cases:
+        items = items[: int(max_cases)]
+    return MDataset(items, volume_transforms(dataset_name, data_root, mean=mean, std=std))
+
+
+def poly_scheduler(optimizer: torch.optim.Optimizer, max_epochs: int, epoch_length: int,
+                   power: float = 0.9) -> torch.optim.lr_scheduler.LRScheduler:
+    """Poly decay per iteration, ``lr = base * (1 - it / (max_epochs * epoch_length)) ** power``."""
+    total = int(max_epochs) * int(epoch_length)
+    if total <= 0:
+        raise ValueError(f"max_epochs * epoch_length must be positive, got {max_epochs} * {epoch_length}.")
+    return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=float(power))
+
+
+class PeriodicValidation:
+    """Run ``validator`` every ``interval`` epochs from ``start_epoch`` on, and always after the last epoch.
+
+    The MSA2Net recipe evaluates from half the schedule on; running at the last epoch as well
+    guarantees that the key-metric checkpoint exists after any schedule.
+    """
+
+    def __init__(self, validator: Any, interval: int = 1, start_epoch: int = 0) -> None:
+        if int(interval) < 1:
+            raise ValueError(f"interval must be >= 1, got {interval}.")
+        self.validator = validator
+        self.interval = int(interval)
+        self.start_epoch = int(start_epoch)
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Any) -> None:
+        epoch = engine.state.epoch
+        last = epoch >= engine.state.max_epochs
+        if last or (epoch >= self.start_epoch and epoch % self.interval == 0):
+            self.validator.run(epoch)
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation and inference over volumes
+# ----------------------------------------------------------------------------------------------
+def _load_weights(network: torch.nn.Module, ckpt_path: str | None, device: torch.device) -> None:
+    if not ckpt_path:
+        return
+    if not os.path.isfile(ckpt_path):
+        raise FileNotFoundError(f"checkpoint {ckpt_path!r} does not exist: run training first or pass --ckpt_path.")
+    state = torch.load(ckpt_path, map_location=device, weights_only=True)
+    if isinstance(state, dict) and "network" in state and isinstance(state["network"], dict):
+        state = state["network"]
+    target = network.module if hasattr(network, "module") else network
+    target.load_state_dict(state)
+
+
+def _spacing(image: Any) -> tuple | None:
+    meta = getattr(image, "meta", None)
+    if not meta or "pixdim" not in meta:
+        return None
+    pix = np.asarray(meta["pixdim"]).reshape(-1)
+    return tuple(float(v) for v in pix[1:4])
+
+
+def evaluate_volumes(network: torch.nn.Module, dataset: Dataset, inferer: Callable, class_names: Sequence[str],
+                     output_dir: str, protocol: str = "standard", device: str | torch.device = "cpu",
+                     ckpt_path: str | None = None, save_predictions: bool = False) -> dict:
+    """Predict every volume of ``dataset`` slice by slice and write ``metrics.csv`` + ``summary.json``.
+
+    Metrics are computed in 3D on each whole volume by :mod:`svseg.evaluation` (one row per case
+    and class). Returns the summary dict.
+    """
+    device = resolve_device(device)
+    network = network.to(device)
+    _load_weights(network, ckpt_path, device)
+    network.eval()
+    rows: list[dict] = []
+    os.makedirs(output_dir, exist_ok=True)
+    for i in range(len(dataset)):
+        d = dataset[i]
+        case = str(d.get("case", f"case{i:04d}"))
+        image = d["image"]
+        spacing = _spacing(image)
+        with torch.no_grad():
+            logits = inferer(torch.as_tensor(image)[None].to(device), network)
+        pred = torch.argmax(logits, dim=1)[0].cpu().numpy().astype(np.uint8)
+        ref = np.asarray(torch.as_tensor(d["label"])[0].cpu().numpy()).round().astype(np.uint8)
+        rows.extend(_compat.evaluate_case(pred, ref, class_names=list(class_names), spacing=spacing,
+                                          protocol=protocol, case=case))
+        if save_predictions:
+            _write_nifti(pred, image, os.path.join(output_dir, "predictions", f"{case}.nii.gz"))
+        logger.info("evaluated %s (%d/%d)", case, i + 1, len(dataset))
+    summary = _compat.write_report(rows, output_dir, protocol=protocol)
+    logger.info("wrote %s and %s", os.path.join(output_dir, "metrics.csv"), os.path.join(output_dir, "summary.json"))
+    return summary
+
+
+def _write_nifti(array: np.ndarray, like: Any, path: str) -> str:
+    import nibabel as nib
+
+    affine = np.eye(4)
+    meta = getattr(like, "meta", None)
+    if meta is not None and "affine" in meta:
+        affine = np.asarray(torch.as_tensor(meta["affine"]).cpu().numpy(), dtype=np.float64)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp.nii.gz")
+    nib.save(nib.Nifti1Image(array, affine), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def predict_volumes(network: torch.nn.Module, dataset: Dataset, inferer: Callable, output_dir: str,
+                    device: str | torch.device = "cpu", ckpt_path: str | None = None) -> list[str]:
+    """Write one NIfTI label map per volume of ``dataset`` (``<output_dir>/<case>_seg.nii.gz``, input affine kept)."""
+    device = resolve_device(device)
+    network = network.to(device)
+    _load_weights(network, ckpt_path, device)
+    network.eval()
+    written = []
+    for i in range(len(dataset)):
+        d = dataset[i]
+        image = d["image"]
+        case = d.get("case")
+        if case is None:
+            src = getattr(image, "meta", {}).get("filename_or_obj", f"case{i:04d}")
+            case = os.path.basename(str(src)).split(".")[0]
+        with torch.no_grad():
+            logits = inferer(torch.as_tensor(image)[None].to(device), network)
+        pred = torch.argmax(logits, dim=1)[0].cpu().numpy().astype(np.uint8)
+        written.append(_write_nifti(pred, image, os.path.join(output_dir, f"{case}_seg.nii.gz")))
+        logger.info("predicted %s -> %s", case, written[-1])
+    return written
+
+
+def inference_datalist(input_dir: str | None, dataset_name: str, data_root: str | None) -> list[dict]:
+    """Images to predict: every NIfTI/H5 file in ``input_dir``, else the test split of the dataset."""
+    if input_dir in (None, "", "None", "null"):
+        return [{"image": d["image"], "case": d.get("case")} for d in datalist(dataset_name, data_root, "test")]
+    if not os.path.isdir(str(input_dir)):
+        raise FileNotFoundError(f"input_dir {input_dir!r} is not a folder.")
+    exts = (".nii", ".nii.gz", ".h5", ".npy.h5", ".nrrd", ".mha")
+    files = sorted(f for f in os.listdir(input_dir) if f.lower().endswith(exts))
+    if not files:
+        raise FileNotFoundError(f"input_dir {input_dir!r} holds no image files ({', '.join(exts)}).")
+    return [{"image": os.path.join(str(input_dir), f), "case": f.split(".")[0]} for f in files]
