@@ -26,7 +26,9 @@ def pytest_generate_tests(metafunc):
                 metafunc.parametrize(fixture, [pytest.param(None, marks=pytest.mark.skip(reason=f"{cls.__name__} defines no {attr}"))])
                 continue
             ids = [getattr(it, "name", None) or f"{attr}{i}" for i, it in enumerate(items)]
-            metafunc.parametrize(fixture, items, ids=ids)
+            # class scope makes pytest group the tests of one case together, so the tester's
+            # one-model cache builds each case's network once instead of once per test
+            metafunc.parametrize(fixture, items, ids=ids, scope="class")
 
 
 @pytest.fixture(autouse=True)
