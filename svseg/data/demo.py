@@ -11,9 +11,10 @@ Labels (3 classes, index = label id):
 * Rule: a voxel is brain where ``gm + wm > 0.5``; a brain voxel is labelled ``1 + argmax(gm, wm)``
   (ties go to grey matter). Everything else (CSF, skull, air) is background.
 
-Intensity: the T1 is clipped to ``[0, p99.5]`` where ``p99.5`` is the 99.5th percentile of the
-non-zero voxels, then divided by ``p99.5``, so the image lies in ``[0, 1]`` like the
-preprocessed Synapse CT (which TransUNet clips to a HU window and scales to ``[0, 1]``).
+Intensity: the T1 is clipped to ``[p0, p99.5]``, the 0th and 99.5th percentiles of its non-zero
+voxels, and scaled to ``[0, 1]`` (background stays 0), so the image lies in ``[0, 1]`` like the
+preprocessed Synapse CT (which TransUNet clips to a HU window and scales to ``[0, 1]``); this is
+the ``minmax`` rule of :mod:`svseg.data.transforms` with ``nonzero=True``.
 
 Held-out data (one subject, so the split is by axial position, never by voxel sampling):
 along the axial (z, inferior to superior) axis, within the slices that contain brain,
@@ -62,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from svseg.data.transforms import percentile_minmax
 from svseg.data._io import AtomicDirectory, atomic_write_json, atomic_write_text, save_h5, save_nifti, save_npz
 
 __all__ = [
@@ -79,7 +81,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 DEMO_CLASS_NAMES = ("background", "grey matter", "white matter")
 STAMP_NAME = "svseg_demo_stamp.json"
 
@@ -103,7 +105,7 @@ def demo_parameters(tiny: bool = False) -> dict[str, Any]:
         "tiny": bool(tiny),
         "downsample": ds,
         "brain_threshold": 0.5,
-        "intensity": "clip [0, p99.5 of non-zero voxels], divide by p99.5",
+        "intensity": {"rule": "minmax", "lower_percentile": 0.0, "upper_percentile": 99.5, "nonzero": True},
         "test_centres": [0.35, 0.70],
         "test_thickness": max(3, round(16 / ds)),
         "val_centres": [0.52],
@@ -163,8 +165,7 @@ def make_demo_volume(tiny: bool = False) -> tuple[np.ndarray, np.ndarray, np.nda
         affine = affine @ np.diag([*scale, 1.0])
     brain = (gm + wm) > params["brain_threshold"]
     label = np.where(brain, 1 + np.argmax(np.stack([gm, wm]), axis=0), 0).astype(np.uint8)
-    hi = float(np.percentile(t1[t1 > 0], 99.5))
-    image = (np.clip(t1, 0.0, hi) / hi).astype(np.float32)
+    image = percentile_minmax(t1, 0.0, 99.5, nonzero=True)
     return image, label, affine
 
 
