@@ -13,3 +13,6 @@ __all__ += ["SA2Net"]
 from .msa2net import MSA2Net  # noqa: E402
 
 __all__ += ["MSA2Net"]
+from .afma import AFMA  # noqa: E402
+
+__all__ += ["AFMA"]
