@@ -747,8 +747,8 @@ class ProgressPlot:
     """nnU-Net style ``progress.png`` plus ``progress.csv`` / ``progress.json``, updated per epoch.
 
     Per epoch it records the mean training loss, the validation metric (``metric_name`` from
-    ``metric_engine.state.metrics``, e.g. the validator's mean Dice), the learning rate and the
-    epoch time, and redraws a 2x2 figure (loss, validation Dice, learning rate, epoch time
+    ``metric_engine.state.metrics``, e.g. the validator's mean Dice), the learning rate the epoch
+    trained with (read at ``EPOCH_STARTED``) and the epoch time, and redraws a 2x2 figure (loss, validation Dice, learning rate, epoch time
     against epoch). All files are written atomically on rank 0. After a resume the history is
     read back from ``progress.json`` (epochs after the checkpoint are dropped), so the curves
     continue; the loss of a resumed epoch averages only the iterations run after the resume.
@@ -791,6 +791,7 @@ class ProgressPlot:
         self.history: list[dict] | None = None
         self._loss_sum = 0.0
         self._loss_n = 0
+        self._epoch_lr: float | None = None
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -804,6 +805,7 @@ class ProgressPlot:
 
     def _epoch_started(self, engine: Engine) -> None:
         self._loss_sum, self._loss_n = 0.0, 0
+        self._epoch_lr = _current_lr(self.optimizer, engine)  # the LR this epoch trains with
 
     def _iteration_completed(self, engine: Engine) -> None:
         loss = self.output_transform(engine.state.output)
@@ -849,7 +851,7 @@ class ProgressPlot:
             "iteration": int(engine.state.iteration),
             "train_loss": self._loss_sum / self._loss_n if self._loss_n else None,
             "val_metric": self._metric(engine),
-            "lr": _current_lr(self.optimizer, engine),
+            "lr": self._epoch_lr if self._epoch_lr is not None else _current_lr(self.optimizer, engine),
             "epoch_time": float(epoch_time) if epoch_time is not None else None,
         })
         if is_rank0():
@@ -891,6 +893,8 @@ def plot_progress(history: Sequence[Mapping], figsize: Sequence[float] = (10.0, 
             ax.plot(xs, ys, marker="o", markersize=3, color=color, label=label)
             if logy and all(y > 0 for y in ys):
                 ax.set_yscale("log")
+            if key == "epoch_time":
+                ax.set_ylim(bottom=0)
             ax.legend(loc="best", fontsize=8)
         else:
             ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes, color="grey")
@@ -964,6 +968,7 @@ class ExperimentTracker:
         self._mlflow: Any = None
         self._loss_sum = 0.0
         self._loss_n = 0
+        self._epoch_lr: float | None = None
 
     def attach(self, engine: Engine) -> None:
         if self.tracking == "none":
@@ -1001,6 +1006,7 @@ class ExperimentTracker:
 
     def _epoch_started(self, engine: Engine) -> None:
         self._loss_sum, self._loss_n = 0.0, 0
+        self._epoch_lr = _current_lr(self.optimizer, engine)
 
     def _iteration_completed(self, engine: Engine) -> None:
         loss = self.output_transform(engine.state.output)
@@ -1017,7 +1023,7 @@ class ExperimentTracker:
         epoch = int(engine.state.epoch)
         if self._loss_n:
             self._log("train/epoch_loss", self._loss_sum / self._loss_n, epoch)
-        self._log("train/lr", _current_lr(self.optimizer, engine), epoch)
+        self._log("train/lr", self._epoch_lr, epoch)
         times = getattr(engine.state, "times", {}) or {}
         t = times.get(Events.EPOCH_COMPLETED.name)
         self._log("train/epoch_time", float(t) if t is not None else None, epoch)

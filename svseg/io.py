@@ -46,6 +46,15 @@ __all__ = [
 PathLike = str | os.PathLike
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # what open() would give a new file (mkstemp gives 0600)
+
+
 def _fsync_dir(directory: Path) -> None:
     """Flush a directory entry (the rename) to disk where the platform allows it."""
     if os.name != "posix":
@@ -92,6 +101,8 @@ def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
         suffix = "".join(path.suffixes) if path.suffixes else ""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=str(path.parent))
     os.close(fd)
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, _FILE_MODE)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -129,6 +140,8 @@ def atomic_write(path: PathLike, mode: str = "w", encoding: str | None = None, n
         raise ValueError(f"mode must be 'w', 'wt' or 'wb', got {mode!r}.")
     path = _prepare(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, _FILE_MODE)
     binary = "b" in mode
     try:
         if binary:
