@@ -21,6 +21,7 @@ Sources of the published splits (see ``docs/datasets.md`` for the full discussio
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -293,8 +294,12 @@ def get_dataset(name: str | DatasetSpec) -> DatasetSpec:
     return _REGISTRY[key]
 
 
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(name))]
+
+
 def kfold_split(cases: Sequence[str], n_folds: int = 5, fold: int = 0) -> dict[str, tuple[str, ...]]:
-    """A deterministic k-fold split of ``cases`` (sorted, interleaved: case i goes to fold i % k).
+    """A deterministic k-fold split of ``cases`` (natural sort order, interleaved: case i goes to fold i % k).
 
     Returns:
         ``{"training": ..., "validation": ...}`` for the requested fold.
@@ -306,7 +311,7 @@ def kfold_split(cases: Sequence[str], n_folds: int = 5, fold: int = 0) -> dict[s
         raise ValueError(f"n_folds must be >= 2, got {n_folds}.")
     if not 0 <= fold < n_folds:
         raise ValueError(f"fold must be in [0, {n_folds - 1}], got {fold}.")
-    ordered = sorted(cases)
+    ordered = sorted(cases, key=_natural_key)
     if len(ordered) < n_folds:
         raise ValueError(f"need at least n_folds={n_folds} cases, got {len(ordered)}.")
     val = tuple(c for i, c in enumerate(ordered) if i % n_folds == fold)

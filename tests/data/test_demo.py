@@ -12,9 +12,9 @@ import pytest
 from svseg.data import demo
 
 
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    return demo.prepare_demo(tmp_path_factory.mktemp("demo") / "demo_tiny", tiny=True)
+@pytest.fixture
+def tiny_root(demo_tiny):
+    return demo_tiny
 
 
 def _load(path):
