@@ -138,6 +138,193 @@ class AFMALoss(nn.Module):
 __all__ += ["AFMALoss", "afma_gold_attention"]
 
 
+# =============================================================================================
+# SA2-Net (Fiaz et al., BMVC 2023): DeepSupervisionDiceBCELoss
+# =============================================================================================
+from typing import Sequence as _Sequence  # noqa: E402
+
+import torch.nn.functional as _F_sa2  # noqa: E402
+
+
+def _sa2_weighted_dice(prob: torch.Tensor, truth: torch.Tensor, smooth: float) -> torch.Tensor:
+    """The authors' ``WeightedDiceLoss(weights=[0.5, 0.5])`` (squared-denominator Dice).
+
+    With equal weights the per-pixel weight is the constant 0.5 applied to both ``p`` and ``t``:
+    ``1 - (2 * sum(0.25 p t) + s) / (sum(0.25 p^2) + sum(0.25 t^2) + s)`` per sample (and here per
+    channel), averaged. ``prob``/``truth``: ``(B, K, N)``.
+    """
+    p = 0.5 * prob
+    t = 0.5 * truth
+    inter = (p * t).sum(-1)
+    union = (p * p).sum(-1) + (t * t).sum(-1)
+    return (1.0 - (2.0 * inter + smooth) / (union + smooth)).mean()
+
+
+def _sa2_balanced_bce_with_logits(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """The authors' ``WeightedBCE(weights=[0.5, 0.5])``, computed from logits.
+
+    ``0.5 * mean(BCE over foreground pixels) + 0.5 * mean(BCE over background pixels)`` over the
+    whole batch (each mean is 0 when its set is empty, as in the authors' ``+1e-12`` guard).
+    """
+    bce = _F_sa2.binary_cross_entropy_with_logits(logits, truth, reduction="none")
+    pos = (truth > 0.5).to(bce.dtype)
+    neg = (truth < 0.5).to(bce.dtype)
+    return 0.5 * (pos * bce).sum() / (pos.sum() + 1e-12) + 0.5 * (neg * bce).sum() / (neg.sum() + 1e-12)
+
+
+class DeepSupervisionDiceBCELoss(nn.Module):
+    """SA2-Net's training loss: ``0.5 Dice + 0.5 BCE`` on each deep-supervision output, summed.
+
+    The authors (``MoNuSeg_GLaS/train_model.py`` + ``utils.WeightedDiceBCE``) apply
+    ``WeightedDiceBCE(dice_weight=0.5, BCE_weight=0.5)`` to each of the 4 outputs of ``MyNet``
+    and add the four terms with equal weights. The Dice term is the authors'
+    ``WeightedDiceLoss`` (squared denominator, smooth 1e-5, per sample then averaged) and the BCE
+    term their class-balanced ``WeightedBCE`` (mean over foreground pixels and mean over
+    background pixels, weighted 0.5/0.5).
+
+    Differences from the authors' code, all deliberate:
+
+    - ``prediction`` holds **logits** (svseg networks apply no activation); the sigmoid is
+      applied here, and the BCE uses ``binary_cross_entropy_with_logits`` (same value, stable).
+    - ``target`` is an integer label map ``(B, 1, *spatial)``; for one output channel the
+      foreground is ``target > 0``.
+    - For ``out_channels > 1`` (the authors use MONAI/Awesome-U-Net ``DiceLoss`` there) this
+      loss uses softmax probabilities against the one-hot target in the same Dice formula
+      (averaged over samples and classes) plus the standard multi-class cross-entropy.
+    - An eval-mode prediction (one tensor) is accepted and gives the single-output loss.
+
+    Args:
+        dice_weight: weight of the Dice term (authors: 0.5).
+        bce_weight: weight of the BCE / CE term (authors: 0.5).
+        output_weights: one weight per deep-supervision output (authors: all 1); ``None`` means
+            all ones.
+        smooth: Dice smoothing (authors: 1e-5).
+    """
+
+    def __init__(
+        self,
+        dice_weight: float = 0.5,
+        bce_weight: float = 0.5,
+        output_weights: _Sequence[float] | None = None,
+        smooth: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        if dice_weight < 0 or bce_weight < 0:
+            raise ValueError(f"dice_weight and bce_weight must be >= 0, got {dice_weight} and {bce_weight}.")
+        if output_weights is not None and (len(output_weights) == 0 or any(w < 0 for w in output_weights)):
+            raise ValueError(f"output_weights must be a non-empty sequence of non-negative numbers, got {output_weights!r}.")
+        if smooth < 0:
+            raise ValueError(f"smooth must be >= 0, got {smooth}.")
+        self.dice_weight = float(dice_weight)
+        self.bce_weight = float(bce_weight)
+        self.output_weights = None if output_weights is None else [float(w) for w in output_weights]
+        self.smooth = float(smooth)
+
+    def single(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Dice + BCE of one output ``(B, K, *spatial)`` against ``(B, 1, *spatial)`` labels."""
+        index = _as_index_target(target)
+        if tuple(index.shape) != (logits.shape[0],) + tuple(logits.shape[2:]):
+            raise ValueError(
+                f"prediction {tuple(logits.shape)} and target {tuple(target.shape)} differ in batch or spatial size."
+            )
+        b, k = logits.shape[:2]
+        if k == 1:
+            truth = (index > 0).to(logits.dtype).unsqueeze(1)
+            prob = torch.sigmoid(logits)
+            class_term = _sa2_balanced_bce_with_logits(logits, truth)
+        else:
+            if index.min() < 0 or index.max() >= k:
+                raise ValueError(f"target labels must lie in [0, {k - 1}] for {k} output channels.")
+            truth = _F_sa2.one_hot(index, k).movedim(-1, 1).to(logits.dtype)
+            prob = torch.softmax(logits, dim=1)
+            class_term = _F_sa2.cross_entropy(logits, index)
+        dice = _sa2_weighted_dice(prob.reshape(b, k, -1), truth.reshape(b, k, -1), self.smooth)
+        return self.dice_weight * dice + self.bce_weight * class_term
+
+    def forward(self, prediction: torch.Tensor | _Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        outputs = [prediction] if isinstance(prediction, torch.Tensor) else list(prediction)
+        if not outputs:
+            raise ValueError("prediction must be a tensor or a non-empty sequence of tensors.")
+        weights = self.output_weights
+        if weights is None:
+            weights = [1.0] * len(outputs)
+        elif len(outputs) == 1 and len(weights) != 1:
+            weights = [weights[0]]  # eval-mode single tensor: the main output's weight
+        if len(weights) != len(outputs):
+            raise ValueError(f"got {len(outputs)} outputs but {len(weights)} output_weights.")
+        return sum(w * self.single(o, target) for w, o in zip(weights, outputs))
+
+
+__all__ += ["DeepSupervisionDiceBCELoss"]
+
+
+# =============================================================================================
+# MSGA (Sinha & Dolz, IEEE JBHI 2020): MSGALoss
+# =============================================================================================
+import torch.nn.functional as _F_msga  # noqa: E402
+
+
+class MSGALoss(nn.Module):
+    """The multi-scale guided attention training loss (the authors' ``lossG`` in ``src/main.py``).
+
+    ``loss = ce_weight * sum_8 CE(prediction_j, target)
+    + semantic_weight * sum_4 MSE(semantic vector step 1, semantic vector step 2)
+    + reconstruction_weight * sum_8 MSE(semantic-module input, its reconstruction)``
+    with the authors' weights 1, 0.25 and 0.1. ``prediction`` is the 32-tuple returned by
+    :class:`svseg.networks.MSGA` in train mode: ``[0:8]`` semantic vectors (pairs ``(0, 1)``,
+    ``(2, 3)``, ``(4, 5)``, ``(6, 7)`` are step 1 / step 2 of one scale), ``[8:16]`` module inputs,
+    ``[16:24]`` reconstructions (element ``16 + i`` pairs with ``8 + i``), ``[24:32]`` logits.
+    As in the authors' code nothing is detached: the MSE terms also pull on their targets.
+
+    ``target`` is an integer label map ``(B, 1, *spatial)`` (the authors' gray-level PNG
+    decoding is a data-loading matter). A single tensor (eval-mode output) gives only the
+    cross-entropy term, weighted by ``ce_weight``.
+
+    Args:
+        ce_weight: weight of the 8 cross-entropy terms (authors: 1).
+        semantic_weight: weight of the 4 semantic-vector MSE terms (authors: 0.25).
+        reconstruction_weight: weight of the 8 reconstruction MSE terms (authors: 0.1).
+    """
+
+    num_outputs = 32
+
+    def __init__(self, ce_weight: float = 1.0, semantic_weight: float = 0.25, reconstruction_weight: float = 0.1) -> None:
+        super().__init__()
+        for name, value in (
+            ("ce_weight", ce_weight),
+            ("semantic_weight", semantic_weight),
+            ("reconstruction_weight", reconstruction_weight),
+        ):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}.")
+        self.ce_weight = float(ce_weight)
+        self.semantic_weight = float(semantic_weight)
+        self.reconstruction_weight = float(reconstruction_weight)
+
+    @staticmethod
+    def _ce(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        if tuple(index.shape) != (logits.shape[0],) + tuple(logits.shape[2:]):
+            raise ValueError(
+                f"prediction {tuple(logits.shape)} and target (B, 1, *spatial) {tuple(index.shape)} differ in size."
+            )
+        return _F_msga.cross_entropy(logits, index)
+
+    def forward(self, prediction: torch.Tensor | tuple[torch.Tensor, ...], target: torch.Tensor) -> torch.Tensor:
+        index = _as_index_target(target)
+        if isinstance(prediction, torch.Tensor):
+            return self.ce_weight * self._ce(prediction, index)
+        outs = list(prediction)
+        if len(outs) != self.num_outputs:
+            raise ValueError(f"MSGALoss expects the 32-element train-mode output of MSGA, got {len(outs)} elements.")
+        ce = sum(self._ce(p, index) for p in outs[24:32])
+        sem = sum(_F_msga.mse_loss(outs[2 * i], outs[2 * i + 1]) for i in range(4))
+        rec = sum(_F_msga.mse_loss(outs[8 + i], outs[16 + i]) for i in range(8))
+        return self.ce_weight * ce + self.semantic_weight * sem + self.reconstruction_weight * rec
+
+
+__all__ += ["MSGALoss"]
+
+
 # ============================================================================================
 # MSA2Net (Kolahi et al., BMVC 2024): Boundary Difference over Union loss
 # ============================================================================================

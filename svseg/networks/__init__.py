@@ -16,3 +16,9 @@ __all__ += ["MSA2Net"]
 from .afma import AFMA  # noqa: E402
 
 __all__ += ["AFMA"]
+from .svanet import SvANet  # noqa: E402
+
+__all__ += ["SvANet"]
+from .msga import MSGA  # noqa: E402
+
+__all__ += ["MSGA"]
