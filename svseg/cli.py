@@ -1,0 +1,372 @@
+"""The ``svseg`` command: thin entry points over the Python API (nnU-Net style).
+
+Subcommands (``svseg <command> --help`` explains every option)::
+
+    svseg demo      [--output DIR] [--tiny] [--device cpu]          train + evaluate on the demo data
+    svseg prepare   DATASET --source DIR --output DIR               convert a downloaded data set
+    svseg train     --bundle NAME [--resume auto] [--tracking mlflow] [--override KEY=VALUE ...]
+    svseg predict   --bundle NAME --input FILE|DIR --output DIR [--checkpoint FILE] [--device cpu]
+    svseg evaluate  --pred DIR --ref DIR --protocol standard|transunet --output DIR [--images DIR]
+    svseg report    OUTPUT_DIR [--images DIR]
+
+Also runnable as ``python -m svseg.cli``. Each command calls one documented function
+(:func:`svseg.bundle.demo.run_demo`, :func:`svseg.data.prepare`,
+:func:`svseg.bundle.demo.run_bundle`, :func:`predict`, :func:`svseg.evaluation.evaluate_folders`,
+:func:`svseg.report.report`); results go to files, logs to stdout/stderr, errors exit non-zero with
+one clear line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser", "predict", "parse_overrides"]
+
+_NIFTI = (".nii.gz", ".nii")
+_IMAGE_EXTS = (".nii.gz", ".nii", ".h5", ".nrrd", ".mha")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show defaults and keep the description's line breaks."""
+
+
+def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["max_epochs=2", "roi_size=[160,160]", "optimizer#lr=0.01"]`` -> a dict; values are JSON
+    when they parse as JSON, else strings.
+
+    Raises:
+        ValueError: for an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--override expects KEY=VALUE, got {item!r}.")
+        key, value = item.split("=", 1)
+        key = key.strip().lstrip("-")
+        if not key:
+            raise ValueError(f"--override has an empty key in {item!r}.")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _case_name(path: Path) -> str:
+    name = path.name
+    for suf in _IMAGE_EXTS:
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return path.stem
+
+
+def _input_files(input_path: Path) -> list[Path]:
+    if input_path.is_file():
+        return [input_path]
+    if input_path.is_dir():
+        files = sorted(p for p in input_path.iterdir() if p.is_file() and p.name.lower().endswith(_IMAGE_EXTS))
+        if not files:
+            raise FileNotFoundError(f"--input {str(input_path)!r} holds no image files ({', '.join(_IMAGE_EXTS)}).")
+        return files
+    raise FileNotFoundError(f"--input {str(input_path)!r} does not exist.")
+
+
+def predict(bundle: str, input_path: str | os.PathLike, output_dir: str | os.PathLike,
+            checkpoint: str | os.PathLike | None = None, device: str = "auto", dataset: str | None = None,
+            overrides: dict[str, Any] | None = None) -> list[Path]:
+    """Segment NIfTI images with a bundle and write NIfTI label maps with the input geometry.
+
+    Runs the bundle's ``configs/inference.json`` (``run``) with MONAI's bundle machinery
+    (:func:`svseg.bundle.demo.run_bundle`) on the given file(s). Each output
+    ``<output_dir>/<case>_seg.nii.gz`` is checked to have the input's shape and affine.
+
+    Args:
+        bundle: bundle folder name under ``bundles/`` (e.g. ``msa2net``).
+        input_path: one image file or a folder of images.
+        output_dir: folder for the label maps.
+        checkpoint: weights (``model.pt`` or an svseg ``checkpoint_*.pt``); default the
+            bundle's ``ckpt_path``.
+        device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto``.
+        dataset: dataset whose rules (classes, intensity) the network was trained with
+            (default the bundle's ``dataset_name``).
+        overrides: more config overrides (e.g. ``{"roi_size": [224, 224]}``).
+
+    Returns:
+        The written files.
+
+    Raises:
+        FileNotFoundError: missing input, bundle or checkpoint.
+    """
+    from svseg.bundle.demo import bundle_dir, run_bundle
+
+    root = bundle_dir(bundle)
+    if not (root / "configs" / "inference.json").is_file():
+        raise FileNotFoundError(f"bundle {bundle!r} has no configs/inference.json ({root}).")
+    files = _input_files(Path(input_path))
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"--checkpoint {str(checkpoint)!r} does not exist.")
+    out = Path(output_dir).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    override: dict[str, Any] = {"device": device, "prediction_dir": str(out)}
+    if checkpoint is not None:
+        override["ckpt_path"] = str(Path(checkpoint).absolute())
+    if dataset is not None:
+        override["dataset_name"] = dataset
+    override.update(overrides or {})
+    # the bundle reads a folder: stage single files (symlinks) in a temporary one
+    with tempfile.TemporaryDirectory(prefix="svseg-predict-") as staging:
+        if len(files) == 1 and Path(input_path).is_file():
+            link = Path(staging) / files[0].name
+            try:
+                link.symlink_to(files[0].absolute())
+            except OSError:
+                shutil.copy2(files[0], link)
+            override["input_dir"] = staging
+        else:
+            override["input_dir"] = str(Path(input_path).absolute())
+        run_bundle("run", bundle, ("inference.json",), **override)
+    written = []
+    for f in files:
+        target = out / f"{_case_name(f)}_seg.nii.gz"
+        if not target.is_file():
+            raise FileNotFoundError(f"the bundle did not write {target} for {f}.")
+        _check_geometry(f, target)
+        written.append(target)
+    return written
+
+
+def _check_geometry(image: Path, pred: Path) -> None:
+    if not image.name.lower().endswith(_NIFTI):
+        return
+    import nibabel as nib
+    import numpy as np
+
+    a, b = nib.load(str(image)), nib.load(str(pred))
+    shape_a = a.shape[:3]
+    if b.shape[:3] != shape_a or not np.allclose(a.affine, b.affine, atol=1e-4):
+        logging.getLogger("svseg.cli").warning(
+            f"{pred.name}: shape {b.shape[:3]} / affine differ from the input {image.name} {shape_a}; "
+            "the bundle's preprocessing changed the geometry."
+        )
+
+
+# ----------------------------------------------------------------------------- commands
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from svseg.bundle.demo import run_demo
+
+    summary = run_demo(output_dir=args.output, data_dir=args.data_dir, tiny=args.tiny, device=args.device,
+                       max_iterations=args.max_iterations, num_threads=args.num_threads, bundle=args.bundle)
+    out = Path(args.output)
+    if (out / "metrics.csv").is_file():
+        from svseg.report import report
+
+        report(out, print_summary=False, overlays=not (out / "overlays").is_dir())
+    png = sorted((out / "overlays").glob("*.png")) if (out / "overlays").is_dir() else []
+    print(f"pictures: progress {'found' if list(out.rglob('progress.png')) else 'missing'}, "
+          f"{len(png)} overlay PNG(s), box plot {'found' if (out / 'boxplot.png').is_file() else 'missing'}")
+    return 0 if summary is not None else 1
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    opts = parse_overrides(args.option)
+    if args.dataset == "demo":
+        from svseg.data.demo import prepare_demo
+
+        path = prepare_demo(args.output, tiny=bool(opts.pop("tiny", False)), force=bool(opts.pop("force", False)))
+        if opts:
+            raise ValueError(f"unknown option(s) for the demo data: {', '.join(opts)} (known: tiny, force).")
+    else:
+        try:
+            from svseg.data import prepare
+        except ImportError as e:
+            raise RuntimeError("svseg.data.prepare is not available in this version of svseg.") from e
+        if args.source is None:
+            raise ValueError(f"--source is required to prepare {args.dataset!r}.")
+        path = prepare(args.dataset, args.source, args.output, **opts)
+    print(f"prepared {args.dataset} in {path}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from svseg.bundle.demo import run_bundle
+
+    override = parse_overrides(args.override)
+    for key, value in (("dataset_name", args.dataset), ("data_root", args.data_root), ("output_dir", args.output),
+                       ("max_epochs", args.max_epochs), ("device", args.device)):
+        if value is not None:
+            override[key] = str(Path(value).absolute()) if key in ("data_root", "output_dir") else value
+    override["resume"] = {"auto": "auto", "true": True, "false": False}[args.resume]
+    tracking = None
+    if args.tracking == "mlflow":
+        try:
+            import mlflow  # noqa: F401
+        except ImportError as e:
+            raise RuntimeError("--tracking mlflow needs mlflow: pip install 'svseg[mlflow]'.") from e
+        tracking = "mlflow"
+    configs = ["train.json", *args.config]
+    kwargs: dict[str, Any] = dict(override)
+    if tracking is not None:
+        kwargs["tracking"] = tracking
+    run_bundle("training", args.bundle, tuple(configs), **kwargs)
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    written = predict(args.bundle, args.input, args.output, checkpoint=args.checkpoint, device=args.device,
+                      dataset=args.dataset, overrides=parse_overrides(args.override))
+    for w in written:
+        print(w)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from svseg.evaluation import evaluate_folders
+    from svseg.handlers import progress_enabled
+    from svseg.report import format_summary, record_sources, write_overlays
+
+    summary = evaluate_folders(args.pred, args.ref, args.output, protocol=args.protocol, class_names=args.classes,
+                               small_objects=args.small_objects, allow_missing=args.allow_missing,
+                               plot=not args.no_plot, progress=progress_enabled())
+    record_sources(args.output, pred_dir=args.pred, ref_dir=args.ref, image_dir=args.images, protocol=args.protocol)
+    if args.images:
+        names = ["background", *summary.get("classes", {}).keys()] if args.classes is None else args.classes
+        written = write_overlays(args.pred, args.ref, args.images, args.output, n_slices=args.n_slices,
+                                 class_names=names)
+        print(f"overlays: {len(written)} PNG in {Path(args.output) / 'overlays'}")
+    print(format_summary(args.output))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from svseg.report import report
+
+    report(args.output_dir, pred_dir=args.pred, ref_dir=args.ref, image_dir=args.images, n_slices=args.n_slices,
+           overlays=not args.no_overlays)
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The ``svseg`` argument parser (one subparser per command)."""
+    parser = argparse.ArgumentParser(prog="svseg", description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
+                                     formatter_class=_Formatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level instead of INFO")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", formatter_class=_Formatter, help="prepare the demo data, train, evaluate, draw pictures",
+                       description="Prepare the demo data (MNI152 grey/white matter, offline), train the bundle with its "
+                                   "demo override, evaluate in 3D and write progress.png, overlays and a box plot. "
+                                   "Calls svseg.bundle.demo.run_demo.")
+    p.add_argument("--output", default="outputs/demo", help="results folder (checkpoints, metrics.csv, pictures)")
+    p.add_argument("--data-dir", default=None, help="demo data folder (default $SVSEG_DATA_DIR/demo, prepared if absent)")
+    p.add_argument("--tiny", action="store_true", help="use the small 4 mm demo set (quick checks and tests)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or auto")
+    p.add_argument("--max-iterations", type=int, default=None, help="training iterations (default: the demo's 144)")
+    p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--bundle", default="msa2net", help="bundle to run (it needs a configs/demo.json)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("prepare", formatter_class=_Formatter, help="convert a downloaded data set into svseg's layout",
+                       description="Convert a downloaded data set (synapse, lits, acdc) into svseg's layout with a "
+                                   "Decathlon-style datalist, or build the demo data. Calls svseg.data.prepare "
+                                   "(svseg.data.prepare_demo for 'demo').")
+    p.add_argument("dataset", help="data set name: synapse, lits, acdc or demo")
+    p.add_argument("--source", default=None, help="folder of the downloaded data (not needed for demo)")
+    p.add_argument("--output", required=True, help="destination folder")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra keyword for the converter (repeatable), e.g. --option tiny=true; values parsed as JSON")
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("train", formatter_class=_Formatter, help="train a bundle (resumes automatically)",
+                       description="Run a bundle's 'training' (configs/train.json plus --config files). A killed run "
+                                   "resumes from <output>/checkpoint_latest.pt when the bundle wires "
+                                   "svseg.handlers.CheckpointResumer (resume='auto' by default).")
+    p.add_argument("--bundle", required=True, help="bundle folder name under bundles/, e.g. msa2net")
+    p.add_argument("--dataset", default=None, help="dataset_name override: synapse, lits, acdc or demo")
+    p.add_argument("--data-root", default=None, help="data_root override: the prepared data folder")
+    p.add_argument("--output", default=None, help="output_dir override: checkpoints, logs, progress.png")
+    p.add_argument("--max-epochs", type=int, default=None, help="max_epochs override")
+    p.add_argument("--device", default=None, help="device override: cpu, cuda, cuda:N or auto")
+    p.add_argument("--resume", default="auto", choices=("auto", "true", "false"),
+                   help="auto: resume if a checkpoint exists; true: it must exist; false: start anew")
+    p.add_argument("--tracking", default="tensorboard", choices=("tensorboard", "mlflow", "none"),
+                   help="experiment tracking: TensorBoard event files (bundle default) or MLflow (pip install 'svseg[mlflow]')")
+    p.add_argument("--config", action="append", default=[], metavar="FILE",
+                   help="extra config file under the bundle's configs/ merged after train.json (repeatable), e.g. demo.json")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config override (repeatable), e.g. batch_size=8 or 'roi_size=[160,160]'")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", formatter_class=_Formatter, help="segment NIfTI images with a bundle",
+                       description="Segment one NIfTI image or a folder of them with a bundle's inference.json; writes "
+                                   "<output>/<case>_seg.nii.gz label maps with the input's affine. Calls svseg.cli.predict.")
+    p.add_argument("--bundle", required=True, help="bundle folder name under bundles/, e.g. msa2net")
+    p.add_argument("--input", required=True, help="a NIfTI (.nii/.nii.gz) file or a folder of them")
+    p.add_argument("--output", required=True, help="folder for the predicted label maps")
+    p.add_argument("--checkpoint", default=None,
+                   help="weights file (model.pt or checkpoint_*.pt); default the bundle's ckpt_path")
+    p.add_argument("--device", default="auto", help="torch device: cpu, cuda, cuda:N or auto")
+    p.add_argument("--dataset", default=None,
+                   help="dataset the weights were trained on (sets classes and intensity rules); default the bundle's")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="any inference config override (repeatable), e.g. 'roi_size=[224,224]'")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("evaluate", formatter_class=_Formatter, help="per-case, per-class 3D Dice/HD95 of predictions",
+                       description="Evaluate NIfTI predictions against references matched by file name; writes "
+                                   "metrics.csv, summary.json, boxplot.png (and overlays/<case>.png with --images). "
+                                   "Calls svseg.evaluation.evaluate_folders.")
+    p.add_argument("--pred", required=True, help="folder of predicted NIfTI label maps")
+    p.add_argument("--ref", required=True, help="folder of reference NIfTI label maps")
+    p.add_argument("--protocol", default="standard", choices=("standard", "transunet"),
+                   help="standard: spacing-aware HD95 in mm, NaN for empty references; transunet: medpy-identical "
+                        "voxel-unit Dice/HD95 as in the published Synapse/ACDC tables")
+    p.add_argument("--output", required=True, help="folder for metrics.csv, summary.json and the pictures")
+    p.add_argument("--classes", nargs="+", default=None, metavar="NAME",
+                   help="class names by label id, background first (default class_<id>)")
+    p.add_argument("--images", default=None, help="folder of the NIfTI images, to draw one overlay PNG per case")
+    p.add_argument("--n-slices", type=int, default=4, help="slices per overlay PNG")
+    p.add_argument("--small-objects", action="store_true", help="also per-object / size-bin metrics (small_objects.csv)")
+    p.add_argument("--allow-missing", action="store_true", help="skip references without a prediction instead of failing")
+    p.add_argument("--no-plot", action="store_true", help="do not write boxplot.png")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("report", formatter_class=_Formatter, help="rebuild the pictures of an evaluation and print it",
+                       description="Rebuild boxplot.png and overlays/<case>.png of an evaluation output folder and print "
+                                   "its per-class summary. Folders recorded by 'svseg evaluate' are reused. Calls "
+                                   "svseg.report.report.")
+    p.add_argument("output_dir", help="evaluation output folder (holds metrics.csv)")
+    p.add_argument("--pred", default=None, help="predictions folder (default: the one recorded by svseg evaluate)")
+    p.add_argument("--ref", default=None, help="references folder (default: the recorded one)")
+    p.add_argument("--images", default=None, help="images folder for overlays (default: the recorded one)")
+    p.add_argument("--n-slices", type=int, default=4, help="slices per overlay PNG")
+    p.add_argument("--no-overlays", action="store_true", help="only the box plot and the summary")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``svseg`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError, RuntimeError, ImportError, FileExistsError) as e:
+        if args.verbose:
+            raise
+        print(f"svseg {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
