@@ -22,3 +22,6 @@ __all__ += ["SvANet"]
 from .msga import MSGA  # noqa: E402
 
 __all__ += ["MSGA"]
+from .svanet import SvANet  # noqa: E402
+
+__all__ += ["SvANet"]

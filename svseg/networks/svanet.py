@@ -344,6 +344,17 @@ class CSLayer(nn.Module):
         grid = torch.randint(1, num_blocks + 2, (pool_size,) * spatial_dims)
         self.register_buffer("mask_grid", grid, persistent=False)
 
+    def sample_masks(self) -> torch.Tensor:
+        """Draw the training masks: ``(num_blocks + 1, *pool grid)``, binary, disjoint, covering the grid.
+
+        The cells of the build-time label grid are shuffled and the labels are re-assigned to the
+        chain features in a random order (the authors' ``shuffleTensor`` + ``random.shuffle``).
+        """
+        flat = self.mask_grid.flatten()
+        grid = flat[torch.randperm(flat.numel(), device=flat.device)].reshape(self.mask_grid.shape)
+        order = torch.randperm(self.num_blocks + 1, device=flat.device) + 1
+        return torch.stack([grid == order[i] for i in range(self.num_blocks + 1)]).to(torch.float32)
+
     def _pool(self, x: torch.Tensor, size: int) -> torch.Tensor:
         return F.adaptive_avg_pool2d(x, size) if self.spatial_dims == 2 else F.adaptive_avg_pool3d(x, size)
 
@@ -353,13 +364,10 @@ class CSLayer(nn.Module):
             feats.append(conv(feats[-1]))
         n = len(feats)
         if self.training:
-            flat = self.mask_grid.flatten()
-            grid = flat[torch.randperm(flat.numel(), device=flat.device)].reshape(self.mask_grid.shape)
-            order = torch.randperm(n, device=flat.device) + 1
+            masks = self.sample_masks().to(x.dtype)
             attn = None
             for i, (f, squeeze) in enumerate(zip(feats, self.squeezes)):
-                mask = (grid == order[i]).to(f.dtype)[None, None]
-                term = squeeze(self._pool(f, self.pool_size)) * mask
+                term = squeeze(self._pool(f, self.pool_size)) * masks[i][None, None]
                 attn = term if attn is None else attn + term
         else:
             attn = None
@@ -611,6 +619,8 @@ class SvANet(nn.Module):
                 pass
             elif not isinstance(pretrained, (str, os.PathLike)):
                 raise ValueError(f"pretrained must be False, True or a path to a state dict, got {type(pretrained).__name__}")
+            elif not os.path.isfile(os.fspath(pretrained)):
+                raise FileNotFoundError(f"pretrained: weight file not found: {os.fspath(pretrained)}")
             if spatial_dims != 2:
                 raise ValueError("pretrained weights exist only for spatial_dims=2 (there is no 3D ImageNet ResNet-50)")
             if base_width != 64:
