@@ -22,6 +22,3 @@ __all__ += ["SvANet"]
 from .msga import MSGA  # noqa: E402
 
 __all__ += ["MSGA"]
-from .svanet import SvANet  # noqa: E402
-
-__all__ += ["SvANet"]
