@@ -12,6 +12,7 @@ Main entry points:
 
 from __future__ import annotations
 
+from svseg.data.convert import ConversionError, prepare
 from svseg.data.datalist import datalist_for, read_datalist, resolve_dataset, write_datalist
 from svseg.data.datasets import DatasetSpec, get_dataset, kfold_split, list_datasets, register_dataset
 from svseg.data.demo import prepare_demo
@@ -36,4 +37,6 @@ __all__ = [
     "volume_transforms",
     "intensity_transform",
     "prepare_demo",
+    "prepare",
+    "ConversionError",
 ]
