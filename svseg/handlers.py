@@ -30,8 +30,8 @@ first, the checkpoint saver last)::
        "network": "@network", "optimizer": "@optimizer", "lr_scheduler": "@lr_scheduler",
        "resume": "@resume"},
       {"_target_": "svseg.handlers.NaNGuard", "output_dir": "@output_dir"},
-      {"_target_": "svseg.handlers.OOMHint", "batch_size_key": "train#dataloader#batch_size",
-       "roi_key": "roi_size"},
+      {"_target_": "svseg.handlers.OOMHint", "batch_size_key": "batch_size", "roi_key": "roi_size",
+       "batch_size": "@batch_size", "roi_size": "@roi_size"},
       {"_target_": "ValidationHandler", "validator": "@validate#evaluator", "epoch_level": true,
        "interval": 1},
       {"_target_": "svseg.handlers.ProgressPlot", "output_dir": "@output_dir",
@@ -464,7 +464,9 @@ class CheckpointResumer:
     uninterrupted run had them. With a :class:`ResumableSampler` the resumed epoch skips the
     batches already trained, so the resumed run reproduces the uninterrupted one exactly
     (same data order, same dropout/augmentation draws; bit-identical on CPU, and on GPU up to
-    the non-determinism of cuDNN kernels).
+    the non-determinism of cuDNN kernels). Exactness also needs ``epoch_length == len(dataloader)``
+    (with a shorter ``epoch_length`` ignite carries one data iterator across epochs) and, for
+    random transforms run in loader workers, a resume at an epoch end.
 
     Config snippet (first in ``train_handlers``; ``resume`` is ``"auto"``, ``true`` or ``false``)::
 
@@ -575,11 +577,22 @@ class CheckpointResumer:
         iteration = int(engine.state.iteration)
         epoch_length = engine.state.epoch_length or 0
         within = iteration % epoch_length if epoch_length else 0
+        loader = getattr(engine.state, "dataloader", None)
+        try:
+            loader_len = len(loader) if loader is not None else None
+        except TypeError:
+            loader_len = None
+        if loader_len is not None and epoch_length and loader_len != epoch_length:
+            self.logger.warning(
+                f"epoch_length ({epoch_length}) differs from the data loader length ({loader_len}): ignite then "
+                "carries one data iterator across epochs, so the resumed run trains the right number of iterations "
+                "but with a different data order than an uninterrupted run."
+            )
         if within:
             # mid-epoch: skip the trained batches, restore the RNGs after the data iterator exists
             sampler = self._sampler(engine)
-            batch_size = getattr(getattr(engine.state, "dataloader", None), "batch_size", None)
-            if isinstance(sampler, ResumableSampler) and batch_size:
+            batch_size = getattr(loader, "batch_size", None)
+            if isinstance(sampler, ResumableSampler) and batch_size and loader_len == epoch_length:
                 sampler.skip_next(within * int(batch_size))
             else:
                 self.logger.warning(
@@ -686,14 +699,15 @@ class OOMHint:
     Registered on ``EXCEPTION_RAISED``: an OOM (``torch.OutOfMemoryError``, a ``RuntimeError``
     saying "out of memory", a ``MemoryError``) is re-raised as a ``RuntimeError`` (a
     ``torch.OutOfMemoryError`` when the original was one) whose message names the epoch and
-    iteration and suggests e.g. ``--train#dataloader#batch_size 2`` or ``--roi_size [160,160]``;
+    iteration and suggests e.g. ``--batch_size 10`` or ``--roi_size [160,160]`` (the top-level
+    override keys of the svseg bundles);
     any other exception is re-raised unchanged. (Registering an ``EXCEPTION_RAISED`` handler
     replaces ignite's default re-raise, so this handler always raises.)
 
     Config snippet (the keys are the bundle's own override paths)::
 
-        {"_target_": "svseg.handlers.OOMHint", "batch_size_key": "train#dataloader#batch_size",
-         "roi_key": "roi_size"}
+        {"_target_": "svseg.handlers.OOMHint", "batch_size_key": "batch_size", "roi_key": "roi_size",
+         "batch_size": "@batch_size", "roi_size": "@roi_size"}
 
     Args:
         batch_size_key: config path of the training batch size.
@@ -703,7 +717,7 @@ class OOMHint:
         roi_size: current ROI (to suggest a smaller one).
     """
 
-    def __init__(self, batch_size_key: str = "train#dataloader#batch_size", roi_key: str | None = "roi_size",
+    def __init__(self, batch_size_key: str = "batch_size", roi_key: str | None = "roi_size",
                  batch_size: int | None = None, roi_size: Sequence[int] | None = None) -> None:
         self.batch_size_key = batch_size_key
         self.roi_key = roi_key

@@ -257,3 +257,14 @@ def test_progress_bar_quiet_when_not_a_terminal(monkeypatch):
     bar.attach(engine)
     engine.run(data, max_epochs=1)
     assert bar.bar is not None
+
+
+def test_non_zero_rank_writes_nothing(tmp_path, monkeypatch):
+    import svseg.handlers as h
+
+    monkeypatch.setattr(h, "is_rank0", lambda: False)  # as on DDP rank 1
+    engine, net, opt, sched, data = _make()
+    h.AtomicCheckpointSaver(tmp_path, net, opt, sched, save_interval=1).attach(engine)
+    h.ProgressPlot(tmp_path, optimizer=opt).attach(engine)
+    engine.run(data, max_epochs=1)
+    assert list(tmp_path.iterdir()) == []
