@@ -42,6 +42,9 @@ __all__ = [
     "evaluate_volumes",
     "predict_volumes",
     "inference_datalist",
+    "init_distributed",
+    "destroy_distributed",
+    "rank_zero_handlers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -139,21 +142,20 @@ def _extra_readers() -> list:
 
 
 def _intensity(name: str) -> list:
-    """Intensity rule of dataset ``name`` as MONAI transforms, mapping the image to about [0, 1]."""
+    """Intensity handling of prepared data of dataset ``name``.
+
+    The svseg converters apply each dataset's intensity rule once, when they write the prepared
+    data (``DatasetSpec.intensity`` / ``prepared_range``); the bundles read prepared data, so
+    only a clip to the prepared range is applied here (guards against stray values).
+    """
     from monai import transforms as mt
 
-    try:
-        from svseg.data import transforms as st  # the data package's own rule, when present
-    except ImportError:
-        st = None
-    if st is not None and hasattr(st, "intensity_transform"):
-        return [st.intensity_transform(name, keys="image")]
-    if name == "lits":  # AFMA: HU clipped to [-250, 250]
-        return [mt.ScaleIntensityRanged("image", a_min=-250, a_max=250, b_min=0.0, b_max=1.0, clip=True)]
-    if name in ("synapse",):  # TransUNet files are already windowed to [-125, 275] and scaled to [0, 1]
-        return [mt.ScaleIntensityRanged("image", a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True)]
-    # MR (ACDC, demo T1): per-volume percentile scaling to [0, 1]
-    return [mt.ScaleIntensityRangePercentilesd("image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)]
+    spec = _compat.get_dataset_spec(name)
+    lo, hi = _compat.spec_field(spec, "prepared_range", (0.0, 1.0))
+    if lo is None or hi is None:
+        return []
+    return [mt.ThresholdIntensityd("image", threshold=float(lo), above=True, cval=float(lo)),
+            mt.ThresholdIntensityd("image", threshold=float(hi), above=False, cval=float(hi))]
 
 
 def volume_transforms(dataset_name: str, data_root: str | None, mean: float = 0.0, std: float = 1.0) -> Any:
@@ -450,3 +452,41 @@ def inference_datalist(input_dir: str | None, dataset_name: str, data_root: str 
     if not files:
         raise FileNotFoundError(f"input_dir {input_dir!r} holds no image files ({', '.join(exts)}).")
     return [{"image": os.path.join(str(input_dir), f), "case": f.split(".")[0]} for f in files]
+
+
+# ----------------------------------------------------------------------------------------------
+# distributed (torchrun) helpers used by multi_gpu_train.json
+# ----------------------------------------------------------------------------------------------
+_RANK0_ONLY = ("CheckpointSaver", "StatsHandler", "TensorBoardStatsHandler", "MLFlowHandler", "ProgressPlotHandler",
+               "ProgressPlot", "OverlayHandler", "AtomicCheckpointSaver")
+
+
+def init_distributed(backend: str | None = None) -> None:
+    """Join the torchrun process group: ``nccl`` on GPUs, ``gloo`` on CPU (chosen automatically)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend=backend)
+
+
+def destroy_distributed() -> None:
+    """Leave the process group (no-op when not distributed)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_zero_handlers(handlers: Sequence[Any] | None) -> list:
+    """All handlers on rank 0; on other ranks drop those that save or log (checkpoints, stats, plots)."""
+    import torch.distributed as dist
+
+    handlers = list(handlers or [])
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        return handlers
+    return [h for h in handlers if type(h).__name__ not in _RANK0_ONLY]
