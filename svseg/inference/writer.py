@@ -1,0 +1,119 @@
+"""NIfTI writing of predicted label volumes that keeps the input's affine and spacing."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["write_nifti", "reference_affine"]
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def reference_affine(reference: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
+    """Return ``(target_affine, current_affine, header)`` from a reference.
+
+    ``reference`` may be a NIfTI path, a nibabel image, a MONAI ``MetaTensor`` or meta dict
+    (``original_affine`` is the target, ``affine`` the current orientation of the array), or a 4x4
+    affine. ``current_affine`` is ``None`` when the array is in the reference's own orientation.
+    """
+    import nibabel as nib
+
+    if isinstance(reference, (str, os.PathLike)):
+        path = Path(reference)
+        if not path.is_file():
+            raise FileNotFoundError(f"reference image {str(path)!r} does not exist.")
+        img = nib.load(str(path))
+        return np.asarray(img.affine, dtype=np.float64), None, img.header
+    if isinstance(reference, nib.spatialimages.SpatialImage):
+        return np.asarray(reference.affine, dtype=np.float64), None, reference.header
+    meta = getattr(reference, "meta", None)
+    if meta is None and isinstance(reference, Mapping):
+        meta = reference
+    if meta is not None:
+        aff = meta.get("affine")
+        orig = meta.get("original_affine", aff)
+        if orig is None:
+            raise ValueError("reference meta has neither 'original_affine' nor 'affine'.")
+        orig = _to_numpy(orig).astype(np.float64)
+        aff = None if aff is None else _to_numpy(aff).astype(np.float64)
+        if orig.ndim == 3:  # batched meta: first item
+            orig = orig[0]
+        if aff is not None and aff.ndim == 3:
+            aff = aff[0]
+        return orig, aff, None
+    arr = _to_numpy(reference).astype(np.float64)
+    if arr.shape != (4, 4):
+        raise ValueError(f"reference must be a NIfTI path, image, MetaTensor/meta dict or a 4x4 affine; got shape {arr.shape}.")
+    return arr, None, None
+
+
+def write_nifti(label_volume: Any, reference: Any, out_path: str | os.PathLike, dtype: Any = None) -> Path:
+    """Write a label volume as NIfTI with the reference's original affine (hence spacing).
+
+    Args:
+        label_volume: integer label map (H, W, D) (numpy or tensor; a leading singleton channel is
+            dropped).
+        reference: the input image's NIfTI path or nibabel image (affine and header are copied), a MONAI
+            ``MetaTensor``/meta dict (if ``affine`` differs from ``original_affine`` by axis flips or
+            permutations - e.g. after ``Orientationd`` - the array is reoriented back; resampled arrays
+            must be resampled back first, e.g. with MONAI ``SaveImage(resample=True)``), or a 4x4 affine.
+        out_path: output file (``.nii.gz`` or ``.nii``); written atomically.
+        dtype: on-disk integer dtype (default ``uint8`` when labels < 256, else ``int16``/``int32``).
+
+    Returns:
+        The written path.
+    """
+    import nibabel as nib
+
+    arr = _to_numpy(label_volume)
+    while arr.ndim > 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"label_volume must be 2D or 3D (after dropping singleton channels), got {arr.shape}.")
+    target, current, header = reference_affine(reference)
+    if current is not None and not np.allclose(current, target, atol=1e-4):
+        ornt_cur = nib.orientations.io_orientation(current)
+        ornt_tgt = nib.orientations.io_orientation(target)
+        arr = nib.orientations.apply_orientation(arr, nib.orientations.ornt_transform(ornt_cur, ornt_tgt))
+    if header is not None:
+        ref_shape = tuple(int(s) for s in header.get_data_shape()[: arr.ndim])
+        if ref_shape != tuple(arr.shape):
+            raise ValueError(f"label_volume shape {tuple(arr.shape)} differs from the reference image shape {ref_shape}.")
+    if dtype is None:
+        top = int(arr.max(initial=0))
+        dtype = np.uint8 if top < 256 and arr.min(initial=0) >= 0 else (np.int16 if top < 32768 else np.int32)
+    data = np.asarray(arr).astype(dtype)
+    img = nib.Nifti1Image(data, target)
+    if header is not None and isinstance(header, nib.Nifti1Header):
+        img.header.set_xyzt_units(*header.get_xyzt_units())
+        qform, qcode = header.get_qform(coded=True)
+        sform, scode = header.get_sform(coded=True)
+        if qform is not None:
+            img.set_qform(qform, int(qcode))
+        if sform is not None:
+            img.set_sform(sform, int(scode))
+    img.header.set_data_dtype(dtype)
+    img.header["scl_slope"] = 1
+    img.header["scl_inter"] = 0
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if out.name.endswith(".nii.gz") else ".nii"
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return out
