@@ -134,3 +134,17 @@ def test_reader_arguments_and_suffixes():
         H5Reader(key="")
     with pytest.raises(ValueError, match="ndim"):
         NPZReader(ndim=4)
+
+
+def test_h5_axis_convention_matches_itk_and_simpleitk(demo_tiny):
+    """Real MNI152 data: H5 arrays are SimpleITK's (z, y, x) order; H5Reader output equals ITKReader's."""
+    import SimpleITK as sitk
+
+    nii = str(demo_tiny / "imagesTs" / "demo_ts1.nii.gz")
+    h5 = demo_tiny / "test_vol_h5" / "demo_ts1.npy.h5"
+    with h5py.File(h5, "r") as f:
+        np.testing.assert_array_equal(f["image"][()], sitk.GetArrayFromImage(sitk.ReadImage(nii)))
+    itk = LoadImage(image_only=True, reader="ITKReader")(nii)
+    ours = LoadImage(image_only=True, reader=H5Reader())(str(h5))
+    torch.testing.assert_close(ours.as_tensor(), itk.as_tensor())
+    torch.testing.assert_close(ours.affine.double(), itk.affine.double())
