@@ -39,6 +39,7 @@ __all__ = [
     "select_slices",
     "overlay_png",
     "overlay_size",
+    "write_case_overlay",
     "write_overlays",
     "boxplot_png",
     "format_summary",
@@ -99,7 +100,8 @@ def overlay_size(n_slices: int) -> tuple[int, int]:
 
 
 def overlay_png(image: Any, ref: Any, pred: Any, out_path: str | os.PathLike, n_slices: int = 4, axis: int = 2,
-                class_names: Sequence[str] | None = None, title: str | None = None, window: tuple[float, float] | None = None) -> Path:
+                class_names: Sequence[str] | None = None, title: str | None = None, window: tuple[float, float] | None = None,
+                spacing: Sequence[float] | None = None) -> Path:
     """Write a PNG with ``n_slices`` slices of ``image`` and the ref/pred label contours.
 
     Ground-truth contours are solid green, predicted contours dashed red (every foreground class);
@@ -117,6 +119,7 @@ def overlay_png(image: Any, ref: Any, pred: Any, out_path: str | os.PathLike, n_
         class_names: names by label id (background first), listed in the title.
         title: figure title (default the file stem).
         window: (low, high) intensity display window; default the 1st-99th percentile.
+        spacing: voxel size of the 3 axes, to draw anisotropic voxels with their true aspect.
 
     Returns:
         The destination path.
@@ -151,6 +154,12 @@ def overlay_png(image: Any, ref: Any, pred: Any, out_path: str | os.PathLike, n_
     if hi <= lo:
         hi = lo + 1.0
 
+    aspect: Any = "equal"
+    if spacing is not None:
+        sp = [float(v) for v in list(spacing)[:3]]
+        if len(sp) == 3 and all(v > 0 for v in sp):
+            a0, a1 = (i for i in range(3) if i != axis)
+            aspect = sp[a1] / sp[a0]  # displayed rows run along a1, columns along a0
     n = n_slices
     width, height = overlay_size(n)
     fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
@@ -165,7 +174,8 @@ def overlay_png(image: Any, ref: Any, pred: Any, out_path: str | os.PathLike, n_
         z = slices[k]
         take = [slice(None)] * 3
         take[axis] = z
-        ax.imshow(np.take(img, z, axis=axis).T, cmap="gray", vmin=lo, vmax=hi, origin="lower", interpolation="nearest")
+        ax.imshow(np.take(img, z, axis=axis).T, cmap="gray", vmin=lo, vmax=hi, origin="lower", interpolation="nearest",
+                  aspect=aspect)
         for arr, color, style in ((ref_a, GT_COLOR, "solid"), (pred_a, PRED_COLOR, "dashed")):
             if arr is None:
                 continue
@@ -192,6 +202,23 @@ def overlay_png(image: Any, ref: Any, pred: Any, out_path: str | os.PathLike, n_
     return atomic_save_figure(fig, out_path, dpi=_DPI)
 
 
+def write_case_overlay(image: Any, ref: Any, pred: Any, output_dir: str | os.PathLike, case: str,
+                       class_names: Sequence[str] | None = None, n_slices: int = 4, axis: int = 2) -> Path:
+    """``<output_dir>/overlays/<case>.png`` for one evaluated case held in memory.
+
+    For evaluation loops that already have the image, reference and prediction (e.g. MONAI
+    ``MetaTensor`` volumes with a leading channel); the spacing is read from the image's
+    ``pixdim``/``affine`` metadata when present.
+    """
+    spacing = None
+    meta = getattr(image, "meta", None)
+    if meta is not None and "affine" in meta:
+        aff = np.asarray(meta["affine"].cpu().numpy() if hasattr(meta["affine"], "cpu") else meta["affine"], dtype=float)
+        spacing = np.sqrt((aff[:3, :3] ** 2).sum(axis=0)).tolist()
+    return overlay_png(image, ref, pred, Path(output_dir) / "overlays" / f"{case}.png", n_slices=n_slices, axis=axis,
+                       class_names=class_names, title=str(case), spacing=spacing)
+
+
 def _case_id(path: Path) -> str:
     for suf in _NIFTI:
         if path.name.endswith(suf):
@@ -208,6 +235,15 @@ def _find_image(image_dir: Path, case: str) -> Path | None:
             if p.is_file():
                 return p
     return None
+
+
+def _spacing(path: Path) -> list[float] | None:
+    import nibabel as nib
+
+    try:
+        return [float(z) for z in nib.load(str(path)).header.get_zooms()[:3]]
+    except Exception:  # noqa: BLE001 - aspect is cosmetic
+        return None
 
 
 def _load(path: Path, dtype: Any = None) -> np.ndarray:
@@ -282,7 +318,7 @@ def write_overlays(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike | Non
                           f"{None if ref is None else ref.shape} differ in shape; overlay skipped.", stacklevel=2)
             continue
         written.append(overlay_png(image, ref, pred, out / f"{case}.png", n_slices=n_slices, axis=axis,
-                                   class_names=class_names, title=case))
+                                   class_names=class_names, title=case, spacing=_spacing(ipath)))
     return written
 
 

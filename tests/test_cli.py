@@ -233,3 +233,18 @@ def test_cli_on_demo_data_with_msa2net(tmp_path):
     assert (tmp_path / "eval" / "metrics.csv").is_file()
     assert len(list((tmp_path / "eval" / "overlays").glob("*.png"))) == len(entries)
     assert main(["report", str(tmp_path / "eval")]) == 0
+
+
+def test_write_case_overlay_from_metatensor(tmp_path):
+    import torch
+    from monai.data import MetaTensor
+    from PIL import Image
+
+    from svseg.report import write_case_overlay
+
+    img, ref, pred = _synthetic_case()
+    image = MetaTensor(torch.from_numpy(img)[None], affine=torch.from_numpy(AFFINE))
+    path = write_case_overlay(image, torch.from_numpy(ref)[None], pred, tmp_path, "c7", n_slices=2)
+    assert path == tmp_path / "overlays" / "c7.png"
+    with Image.open(path) as im:
+        assert im.size == overlay_size(2)
