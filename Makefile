@@ -4,7 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.svseg-installed
 
-.PHONY: venv demo test test-slow test-label clean-venv
+.PHONY: venv venv-label demo test test-slow test-label clean-venv
+
+LVENV := .venv-label
+LPY := $(LVENV)/bin/python
+LSTAMP := $(LVENV)/.svseg-installed
 
 # Rebuild only when the dependency declaration changes (setup.cfg / pyproject.toml).
 $(STAMP): setup.cfg pyproject.toml
@@ -25,5 +29,18 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# MONAI Label 0.8.5 pins numpy<2, pydicom<3, ...: it gets its own environment (svseg[label]).
+$(LSTAMP): setup.cfg pyproject.toml
+	@test -x $(LPY) || $(PYTHON) -m venv $(LVENV)
+	$(LPY) -m pip install --quiet --upgrade pip
+	$(LPY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(LPY) -m pip install --quiet -e ".[test,label]"
+	@touch $(LSTAMP)
+
+venv-label: $(LSTAMP)
+
+test-label: $(LSTAMP)
+	$(LPY) -m pytest -q -m label tests/label
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LVENV)

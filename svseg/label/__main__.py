@@ -1,0 +1,3 @@
+from svseg.label.server import main
+
+raise SystemExit(main())
