@@ -206,6 +206,21 @@ def transunet_datalist(root: str | os.PathLike) -> dict[str, list[dict[str, Any]
     return out
 
 
+def _check_dataset_name(path: Path, name: str | None) -> None:
+    """A datalist written by svseg records its data set; refuse to read it as another one."""
+    if name is None:
+        return
+    try:
+        recorded = json.loads(path.read_text()).get("svseg", {}).get("dataset")
+    except (ValueError, OSError, AttributeError):
+        return
+    if recorded and str(recorded).lower() != str(name).lower():
+        raise ValueError(
+            f"{path} holds the {recorded!r} data set, not {name!r}; pass dataset name {recorded!r} "
+            "(class names and intensity rules differ between data sets)."
+        )
+
+
 def resolve_dataset(name: str | None = None, data_root: str | os.PathLike | None = None):
     """The (spec, root) pair a run uses: without ``data_root`` the demo spec and the demo folder.
 
@@ -243,9 +258,12 @@ def datalist_for(name: str | None = "demo", data_root: str | os.PathLike | None 
     """
     _check_split(split)
     _, root = resolve_dataset(name, data_root)
+    expected = name if data_root is not None else None  # no data_root: the demo, whatever the name
     if root.is_file():
+        _check_dataset_name(root, expected)
         return read_datalist(root, split)
     if (root / DATALIST_NAME).is_file():
+        _check_dataset_name(root / DATALIST_NAME, expected)
         return read_datalist(root / DATALIST_NAME, split)
     if (root / "train_npz").is_dir() or (root / "test_vol_h5").is_dir():
         return transunet_datalist(root)[split]

@@ -271,7 +271,7 @@ def prepare_demo(output_dir: str | os.PathLike | None = None, tiny: bool = False
         "training": [],
         "validation": [],
         "test": [],
-        "svseg": {"version": DEMO_VERSION, "parameters": params, "spacing": spacing, "slabs": {}},
+        "svseg": {"dataset": "demo", "version": DEMO_VERSION, "parameters": params, "spacing": spacing, "slabs": {}},
     }
     train_lines: list[str] = []
     vol_lists: dict[str, list[str]] = {"validation": [], "test": []}

@@ -44,6 +44,27 @@ def with_selectors(item: dict[str, Any], keys: Sequence[str] = ("image", "label"
     return new
 
 
+def _npz_shape(path: str, key: str) -> tuple[int, ...]:
+    """Shape of one array of an ``.npz`` file, read from the ``.npy`` header (no data loaded)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            member = f"{key}.npy"
+            if member not in zf.namelist():
+                found = sorted(n[:-4] for n in zf.namelist() if n.endswith(".npy"))
+                raise KeyError(f"{path}: array {key!r} not found; the file holds {found}.")
+            with zf.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, _ = reader(f)
+    except KeyError:
+        raise
+    except Exception as e:  # noqa: BLE001 - reported with the file name
+        raise ValueError(f"{path}: cannot read npz array {key!r} (truncated or corrupt?): {e}") from e
+    return tuple(int(s) for s in shape)
+
+
 def num_slices(path: str, axis: int = 2) -> int:
     """Number of 2D slices along MONAI spatial ``axis`` of a volume file, read from its header.
 
@@ -58,12 +79,7 @@ def num_slices(path: str, axis: int = 2) -> int:
         raise FileNotFoundError(f"{p}: file not found.")
     low = p.lower()
     if low.endswith(".npz"):
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                shape = z[sel or "image"].shape
-        except Exception as e:  # noqa: BLE001 - reported with the file name
-            raise ValueError(f"{p}: cannot read npz array {sel or 'image'!r}: {e}") from e
-        shape = shape[::-1]
+        shape = _npz_shape(p, sel or "image")[::-1]
     elif low.endswith((".h5", ".hdf5", ".hdf")):
         import h5py
 

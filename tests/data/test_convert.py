@@ -331,3 +331,11 @@ def test_prepare_dispatch(tmp_path):
         convert.prepare("acdc", tmp_path / "nope", tmp_path / "o")
     root = convert.prepare("demo", output=tmp_path / "demo", tiny=True)
     assert (root / "dataset.json").is_file()
+
+
+def test_synapse_transunet_only(tmp_path):
+    src = _btcv_one(tmp_path)
+    out = convert.convert_synapse(src, tmp_path / "out", cases=["case0001"], nifti=False, progress=False)
+    assert not (out / "imagesTs").exists() and (out / "test_vol_h5" / "case0001.npy.h5").is_file()
+    (entry,) = datalist_for("synapse", out, "test")
+    assert entry["image"].endswith("test_vol_h5/case0001.npy.h5::image") and entry["case"] == "case0001"

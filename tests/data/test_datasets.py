@@ -159,3 +159,9 @@ def test_datalist_for_without_root_prepares_the_demo(tmp_path, monkeypatch):
     assert (tmp_path / "demo" / "dataset.json").is_file()
     spec, root = dl.resolve_dataset("synapse", None)
     assert spec.name == "demo" and root == tmp_path / "demo"
+
+
+def test_datalist_refuses_another_datasets_folder(demo_tiny):
+    with pytest.raises(ValueError, match="holds the 'demo' data set, not 'synapse'"):
+        dl.datalist_for("synapse", demo_tiny, "training")
+    assert dl.datalist_for(None, demo_tiny / "dataset.json", "validation")[0]["case"] == "demo_val0"
