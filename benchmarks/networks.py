@@ -4,7 +4,8 @@ For each network, at the paper's input size, this measures on CPU:
 
 * parameters (``sum(p.numel())``),
 * FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` at batch 1 (eval mode, no_grad;
-  FLOPs = 2 x MACs, elementwise ops not counted),
+  FLOPs = 2 x MACs, elementwise ops not counted; CPU fused attention is added, see
+  ``_flop_counter``),
 * eval forward time at batch 1 (median of 5, no_grad),
 * train forward + backward time at batch 2 (median of 3, no optimiser step; the loss is the sum
   of the mean squares of every train-mode output tensor, so all heads are back-propagated),
@@ -131,6 +132,26 @@ def _median_time(fn: Callable[[], Any], repeats: int, warmup: int) -> tuple[floa
     return statistics.median(samples), samples
 
 
+def _flop_counter():
+    """``FlopCounterMode`` that also counts CPU fused attention.
+
+    torch's flop registry has no entry for ``aten._scaled_dot_product_flash_attention_for_cpu``
+    (what ``F.scaled_dot_product_attention`` runs on CPU, e.g. in timm's MaxViT), so those
+    matmuls would be silently missed; they are counted with torch's own SDPA formula.
+    """
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    custom = {}
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is not None:
+
+        def _cpu_flash_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+            return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+        custom[op] = _cpu_flash_flop
+    return FlopCounterMode(display=False, custom_mapping=custom)
+
+
 def measure(
     name: str,
     spec: NetSpec,
@@ -140,8 +161,6 @@ def measure(
     warmup: int = 1,
 ) -> dict:
     """Build one network and measure params, FLOPs and CPU times (see the module docstring)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     module = importlib.import_module(spec.module)
     net_cls = getattr(module, spec.cls)
     torch.manual_seed(0)
@@ -151,7 +170,7 @@ def measure(
 
     net.eval()
     with torch.no_grad():
-        with FlopCounterMode(display=False) as counter:
+        with _flop_counter() as counter:
             net(x1)
         flops = counter.get_total_flops()
 
