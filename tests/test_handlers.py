@@ -268,3 +268,29 @@ def test_non_zero_rank_writes_nothing(tmp_path, monkeypatch):
     h.ProgressPlot(tmp_path, optimizer=opt).attach(engine)
     engine.run(data, max_epochs=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_nan_guard_in_monai_supervised_trainer(tmp_path):
+    """The guard reads MONAI's decollated outputs; the run stops at the first NaN (synthetic data)."""
+    from monai.data import DataLoader
+    from monai.engines import SupervisedTrainer
+
+    net = torch.nn.Conv2d(1, 2, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    data = [{"image": torch.rand(1, 8, 8), "label": (torch.rand(1, 8, 8) > 0.5).float()} for _ in range(8)]
+    calls = {"n": 0}
+
+    def loss_fn(pred, label):
+        calls["n"] += 1
+        loss = torch.nn.functional.cross_entropy(pred, label[:, 0].long())
+        return loss * float("nan") if calls["n"] >= 3 else loss
+
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"), max_epochs=2, train_data_loader=DataLoader(data, batch_size=2), network=net,
+        optimizer=opt, loss_function=loss_fn,
+        train_handlers=[NaNGuard(output_dir=tmp_path),
+                        AtomicCheckpointSaver(tmp_path, net, opt, save_interval=1)],
+    )
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, iteration 3 \(iteration 3 of 4"):
+        trainer.run()
+    assert torch.load(tmp_path / "checkpoint_latest.pt", weights_only=True)["meta"]["iteration"] == 2
