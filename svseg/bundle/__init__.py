@@ -6,8 +6,9 @@ so that every bundle's JSON stays short and dataset rules live in one place.
 from __future__ import annotations
 
 from svseg.bundle.components import (
+    HalveLROnStall,
+    LabelCrossEntropyLoss,
     PeriodicValidation,
-    SliceTrainDataset,
     class_names,
     datalist,
     destroy_distributed,
@@ -16,6 +17,7 @@ from svseg.bundle.components import (
     inference_datalist,
     inference_mode,
     init_distributed,
+    intensity_transforms,
     num_classes,
     poly_scheduler,
     predict_volumes,
@@ -26,14 +28,15 @@ from svseg.bundle.components import (
     scaled_lr,
     slice_inferer,
     slice_transforms,
-    train_dataset,
     val_dataset,
     volume_transforms,
+    warmup_cosine_scheduler,
 )
 
 __all__ = [
+    "HalveLROnStall",
+    "LabelCrossEntropyLoss",
     "PeriodicValidation",
-    "SliceTrainDataset",
     "class_names",
     "datalist",
     "destroy_distributed",
@@ -42,6 +45,7 @@ __all__ = [
     "inference_datalist",
     "inference_mode",
     "init_distributed",
+    "intensity_transforms",
     "num_classes",
     "poly_scheduler",
     "predict_volumes",
@@ -52,7 +56,7 @@ __all__ = [
     "scaled_lr",
     "slice_inferer",
     "slice_transforms",
-    "train_dataset",
     "val_dataset",
     "volume_transforms",
+    "warmup_cosine_scheduler",
 ]

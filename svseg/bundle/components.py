@@ -32,13 +32,15 @@ __all__ = [
     "datalist",
     "scaled_lr",
     "volume_transforms",
+    "intensity_transforms",
     "slice_transforms",
-    "SliceTrainDataset",
-    "train_dataset",
     "poly_scheduler",
     "slice_inferer",
     "val_dataset",
     "PeriodicValidation",
+    "LabelCrossEntropyLoss",
+    "HalveLROnStall",
+    "warmup_cosine_scheduler",
     "evaluate_volumes",
     "predict_volumes",
     "inference_datalist",
@@ -158,23 +160,29 @@ def _intensity(name: str) -> list:
             mt.ThresholdIntensityd("image", threshold=float(hi), above=False, cval=float(hi))]
 
 
-def volume_transforms(dataset_name: str, data_root: str | None, mean: float = 0.0, std: float = 1.0) -> Any:
-    """Load an image/label volume channel-first, apply the dataset's intensity rule, then ``(x - mean) / std``."""
+def intensity_transforms(dataset_name: str, data_root: str | None, mean: float = 0.0, std: float = 1.0) -> Any:
+    """Post-load image transforms: clip to the dataset's prepared range, then ``(x - mean) / std``."""
     from monai import transforms as mt
 
-    name = effective_dataset(dataset_name, data_root)
-    loader = mt.LoadImaged(keys=["image", "label"], image_only=True, allow_missing_keys=True)
-    for reader in _extra_readers():  # H5 / NPZ readers of svseg.data, tried before MONAI's defaults
-        loader.register(reader)
-    xs: list = [
-        loader,
-        mt.EnsureChannelFirstd(keys=["image", "label"], allow_missing_keys=True),
-        *_intensity(name),
-    ]
+    xs: list = [*_intensity(effective_dataset(dataset_name, data_root))]
     if mean != 0.0 or std != 1.0:
         xs.append(mt.NormalizeIntensityd("image", subtrahend=float(mean), divisor=float(std)))
     xs.append(mt.EnsureTyped(keys=["image", "label"], dtype=torch.float32, allow_missing_keys=True, track_meta=True))
     return mt.Compose(xs)
+
+
+def volume_transforms(dataset_name: str, data_root: str | None, mean: float = 0.0, std: float = 1.0) -> Any:
+    """Load an image/label volume channel first, then :func:`intensity_transforms`."""
+    from monai import transforms as mt
+
+    loader = mt.LoadImaged(keys=["image", "label"], image_only=True, allow_missing_keys=True)
+    for reader in _extra_readers():  # H5 / NPZ readers of svseg.data, tried before MONAI's defaults
+        loader.register(reader)
+    return mt.Compose([
+        loader,
+        mt.EnsureChannelFirstd(keys=["image", "label"], allow_missing_keys=True),
+        intensity_transforms(dataset_name, data_root, mean=mean, std=std),
+    ])
 
 
 def _augmentation(preset: str, roi: Sequence[int]) -> list:
@@ -241,62 +249,6 @@ def slice_transforms(roi: Sequence[int], augmentation: str = "none") -> Any:
     ])
 
 
-class SliceTrainDataset(Dataset):
-    """2D training slices (along the last axis) of 3D volumes, or 2D files used as they are.
-
-    All volumes are loaded once with ``volume_transform`` and kept in memory; an item is one
-    slice dict ``{"image": (C, H, W), "label": (1, H, W)}`` after ``slice_transform``.
-
-    Args:
-        data: datalist items with ``image`` and ``label`` paths.
-        volume_transform: loads one item (channel first, intensity rule applied).
-        transform: applied to each 2D slice dict (resize to the ROI, augmentation).
-        foreground_only: keep only slices with a non-zero label (``False`` keeps all).
-    """
-
-    def __init__(self, data: Sequence[dict], volume_transform: Callable, transform: Callable | None = None,
-                 foreground_only: bool = False) -> None:
-        if len(data) == 0:
-            raise ValueError("data is empty: the training datalist has no items.")
-        self.slice_transform = transform
-        self.images: list[torch.Tensor] = []
-        self.labels: list[torch.Tensor] = []
-        self.index: list[tuple[int, int]] = []
-        for item in data:
-            d = volume_transform(dict(item))
-            img = torch.as_tensor(d["image"]).float()
-            lab = torch.as_tensor(d["label"]).float()
-            if img.ndim == 3:  # 2D file (C, H, W): one slice
-                img, lab = img[..., None], lab[..., None]
-            v = len(self.images)
-            self.images.append(img.as_subclass(torch.Tensor) if hasattr(img, "as_subclass") else img)
-            self.labels.append(lab.as_subclass(torch.Tensor) if hasattr(lab, "as_subclass") else lab)
-            for z in range(img.shape[-1]):
-                if foreground_only and not bool(lab[..., z].any()):
-                    continue
-                self.index.append((v, z))
-        if not self.index:
-            raise ValueError("no training slices left (foreground_only=True and every label is empty).")
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int) -> dict:
-        v, z = self.index[i]
-        d = {"image": self.images[v][..., z], "label": self.labels[v][..., z]}
-        return self.slice_transform(d) if self.slice_transform is not None else d
-
-
-def train_dataset(dataset_name: str, data_root: str | None, roi: Sequence[int], augmentation: str = "none",
-                  mean: float = 0.0, std: float = 1.0, max_cases: int | None = None) -> Dataset:
-    """The 2D slice training dataset of the effective dataset's ``training`` split."""
-    items = datalist(dataset_name, data_root, "training")
-    if max_cases:
-        items = items[: int(max_cases)]
-    vt = volume_transforms(dataset_name, data_root, mean=mean, std=std)
-    return SliceTrainDataset(items, vt, slice_transforms(roi, augmentation))
-
-
 def slice_inferer(roi: Sequence[int], mode: str = "resize", batch_size: int = 16) -> Any:
     """:class:`svseg.inference.SliceInferer` over axial slices (axis 2) at the network input size ``roi``."""
     return _compat.make_slice_inferer([int(v) for v in roi], axis=2, batch_size=int(batch_size), mode=mode)
@@ -322,19 +274,92 @@ def poly_scheduler(optimizer: torch.optim.Optimizer, max_epochs: int, epoch_leng
     return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=float(power))
 
 
+def warmup_cosine_scheduler(optimizer: torch.optim.Optimizer, max_epochs: int, epoch_length: int,
+                            warmup_epochs: float = 1.0, warmup_init_lr: float = 5e-5, min_lr: float = 1e-6
+                            ) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-iteration linear warm-up from ``warmup_init_lr`` to the optimizer's LR, then cosine down to ``min_lr``.
+
+    SvANet's ``mycosine`` shape (AdamW max LR 5e-4, warm-up start 5e-5, final 1e-6).
+    """
+    total = int(max_epochs) * int(epoch_length)
+    if total <= 0:
+        raise ValueError(f"max_epochs * epoch_length must be positive, got {max_epochs} * {epoch_length}.")
+    warm = min(max(int(round(float(warmup_epochs) * int(epoch_length))), 0), total - 1)
+    base = [g["lr"] for g in optimizer.param_groups]
+    import math
+
+    def factor(i: int, b: float) -> float:
+        if i < warm:
+            return (warmup_init_lr + (b - warmup_init_lr) * i / max(warm, 1)) / b
+        t = (i - warm) / max(total - warm, 1)
+        return (min_lr + 0.5 * (b - min_lr) * (1.0 + math.cos(math.pi * min(t, 1.0)))) / b
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [lambda i, b=b: factor(i, b) for b in base])
+
+
+class HalveLROnStall:
+    """MSGA's schedule: halve the LR whenever ``epoch % (best_epoch + patience) == 0``.
+
+    ``best_epoch`` is the validator's best key-metric epoch (MONAI evaluators track
+    ``state.best_metric_epoch``), 0 before any validation, as in the authors' ``main.py``.
+
+    Args:
+        optimizer: the optimizer whose LR is halved.
+        validator: the evaluator that selects the best epoch.
+        patience: the ``50`` of the authors' rule.
+        factor: multiplier applied (0.5).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, validator: Any = None, patience: int = 50,
+                 factor: float = 0.5) -> None:
+        if int(patience) < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}.")
+        self.optimizer = optimizer
+        self.validator = validator
+        self.patience = int(patience)
+        self.factor = float(factor)
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Any) -> None:
+        best = 0
+        if self.validator is not None:
+            best = max(int(getattr(self.validator.state, "best_metric_epoch", -1) or 0), 0)
+        if engine.state.epoch % (best + self.patience) == 0:
+            for g in self.optimizer.param_groups:
+                g["lr"] *= self.factor
+            logger.info("epoch %d: LR halved to %.3g (best epoch %d)", engine.state.epoch,
+                        self.optimizer.param_groups[0]["lr"], best)
+
+
 class PeriodicValidation:
     """Run ``validator`` every ``interval`` epochs from ``start_epoch`` on, and always after the last epoch.
 
     The MSA2Net recipe evaluates from half the schedule on; running at the last epoch as well
-    guarantees that the key-metric checkpoint exists after any schedule.
+    guarantees that the key-metric checkpoint exists after any schedule. With
+    ``early_stop_patience`` the training stops once the key metric has not improved for that many
+    epochs (SA2-Net's early stopping), read from the validator's ``best_metric_epoch``.
+
+    Args:
+        validator: a MONAI evaluator.
+        interval: validate every ``interval`` epochs.
+        start_epoch: first epoch that may validate.
+        early_stop_patience: stop after this many epochs without a new best metric (``None``: never).
     """
 
-    def __init__(self, validator: Any, interval: int = 1, start_epoch: int = 0) -> None:
+    def __init__(self, validator: Any, interval: int = 1, start_epoch: int = 0,
+                 early_stop_patience: int | None = None) -> None:
         if int(interval) < 1:
             raise ValueError(f"interval must be >= 1, got {interval}.")
+        if early_stop_patience is not None and int(early_stop_patience) < 1:
+            raise ValueError(f"early_stop_patience must be None or >= 1, got {early_stop_patience}.")
         self.validator = validator
         self.interval = int(interval)
         self.start_epoch = int(start_epoch)
+        self.early_stop_patience = None if early_stop_patience is None else int(early_stop_patience)
 
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
@@ -344,8 +369,36 @@ class PeriodicValidation:
     def __call__(self, engine: Any) -> None:
         epoch = engine.state.epoch
         last = epoch >= engine.state.max_epochs
-        if last or (epoch >= self.start_epoch and epoch % self.interval == 0):
-            self.validator.run(epoch)
+        if not (last or (epoch >= self.start_epoch and epoch % self.interval == 0)):
+            return
+        self.validator.run(epoch)
+        if self.early_stop_patience is None or last:
+            return
+        best = int(getattr(self.validator.state, "best_metric_epoch", -1) or -1)
+        if best > 0 and epoch - best >= self.early_stop_patience:
+            logger.info("early stopping at epoch %d: no better key metric since epoch %d", epoch, best)
+            engine.terminate()
+
+
+class LabelCrossEntropyLoss(torch.nn.Module):
+    """Cross-entropy on logits ``(B, K, *S)`` against an integer label map ``(B, 1, *S)`` (SvANet's loss).
+
+    Args:
+        weight: optional per-class weights.
+        ignore_index: label value excluded from the loss (the authors use 255 for padding).
+    """
+
+    def __init__(self, weight: Sequence[float] | None = None, ignore_index: int = 255) -> None:
+        super().__init__()
+        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
+        self.ignore_index = int(ignore_index)
+
+    def forward(self, prediction: Any, target: torch.Tensor) -> torch.Tensor:
+        logits = prediction[0] if isinstance(prediction, (tuple, list)) else prediction
+        if target.ndim == logits.ndim:
+            target = target[:, 0]
+        target = target.round().long() if target.is_floating_point() else target.long()
+        return torch.nn.functional.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index)
 
 
 # ----------------------------------------------------------------------------------------------
