@@ -149,6 +149,8 @@ class AtomicDirectory:
             shutil.rmtree(self.path, ignore_errors=True)
             return False
         try:
+            if self.final.is_dir() and not any(self.final.iterdir()):
+                self.final.rmdir()  # an empty placeholder folder is simply replaced
             if self.final.exists():
                 if not self.overwrite:
                     raise FileExistsError(f"output folder {self.final} already exists; pass overwrite/force to replace it.")

@@ -102,6 +102,8 @@ def load_volume(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarra
         raise
     except Exception as e:  # noqa: BLE001 - nibabel/gzip/zlib raise many types; report them all
         raise ConversionError(f"{path}: cannot read the {what} (corrupt or truncated file/gzip?): {type(e).__name__}: {e}") from e
+    if what == "image" and data.dtype == np.float64:
+        data = data.astype(np.float32)  # scaled NIfTI data come as float64; halve the memory
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 3:

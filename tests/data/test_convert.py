@@ -339,3 +339,10 @@ def test_synapse_transunet_only(tmp_path):
     assert not (out / "imagesTs").exists() and (out / "test_vol_h5" / "case0001.npy.h5").is_file()
     (entry,) = datalist_for("synapse", out, "test")
     assert entry["image"].endswith("test_vol_h5/case0001.npy.h5::image") and entry["case"] == "case0001"
+
+
+def test_convert_into_existing_empty_folder(tmp_path):
+    src = _btcv_one(tmp_path)
+    (tmp_path / "out").mkdir()
+    out = convert.convert_synapse(src, tmp_path / "out", cases=["case0001"], progress=False)
+    assert (out / "dataset.json").is_file()
