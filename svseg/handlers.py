@@ -927,7 +927,8 @@ class ExperimentTracker:
     metrics of ``metric_engine`` (e.g. the validator's ``val_mean_dice``), the learning rate and
     the epoch time. TensorBoard event files go to ``<output_dir>/tensorboard``; MLflow
     (``tracking="mlflow"``, needs ``pip install 'svseg[mlflow]'``) logs to ``tracking_uri``
-    (default ``file:<output_dir>/mlruns``) under ``experiment_name``. ``tracking="none"``
+    (default ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<output_dir>/mlflow.db``; view with
+    ``mlflow ui --backend-store-uri sqlite:///<output_dir>/mlflow.db``) under ``experiment_name``. ``tracking="none"``
     disables it. Rank 0 only.
 
     Config snippet (``tracking`` is ``"tensorboard"``, ``"mlflow"`` or ``"none"``)::
@@ -1004,11 +1005,26 @@ class ExperimentTracker:
         elif self.tracking == "mlflow" and self._mlflow is None:
             import mlflow
 
-            mlflow.set_tracking_uri(self.tracking_uri or (self.output_dir / "mlruns").resolve().as_uri())
+            mlflow.set_tracking_uri(self._resolve_tracking_uri())
             mlflow.set_experiment(self.experiment_name)
             if mlflow.active_run() is None:
                 mlflow.start_run(run_name=self.run_name)
             self._mlflow = mlflow
+
+    def _resolve_tracking_uri(self) -> str:
+        """``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<output_dir>/mlflow.db``
+        (MLflow 3 deprecates the plain-folder store), or ``<output_dir>/mlruns`` without SQLAlchemy."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return os.environ["MLFLOW_TRACKING_URI"]
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            import sqlalchemy  # noqa: F401
+
+            return f"sqlite:///{(self.output_dir / 'mlflow.db').resolve()}"
+        except ImportError:
+            return (self.output_dir / "mlruns").resolve().as_uri()
 
     def _log(self, name: str, value: float | None, step: int) -> None:
         if value is None or not math.isfinite(value):
