@@ -99,6 +99,9 @@ def num_slices(path: str, axis: int = 2) -> int:
         from monai.transforms import LoadImage
 
         shape = tuple(LoadImage(image_only=True)(p).shape)
+    shape = tuple(shape)
+    while len(shape) > 3 and shape[-1] == 1:  # (X, Y, Z, 1) NIfTI
+        shape = shape[:-1]
     if len(shape) == 2:
         return 1
     if len(shape) != 3:
