@@ -492,6 +492,10 @@ class SvANet(nn.Module):
     resolution with ``numpy.random`` and the mask order with python ``random``; draws differ, the
     distributions are the same.) Eval mode is deterministic: global pooling and mask-free averaging.
 
+    Normalisation: every batch norm outside the AssembleFormer attention blocks uses eps 1e-3 (the
+    authors' ``BaseConv2d``), the encoder's included, so the torchvision weights run with eps 1e-3
+    exactly as in the authors' training. The authors normalise inputs with the ImageNet mean/std.
+
     Input sizes: every spatial size must be a multiple of 32 (stride-32 encoder, the stride-2
     transposed convs of the link must meet the encoder stages, and AssembleFormer's 2x2 patches).
     Train mode needs batch > 1 (batch norm after the ASPP global pool), as in the authors' code.

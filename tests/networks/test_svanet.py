@@ -262,3 +262,18 @@ def test_a_few_training_steps_lower_the_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.slow
+def test_paper_configuration_at_512():
+    """The authors' build at their 512 x 512 input: eval logits at full size (about 1 GB, tens of seconds)."""
+    torch.manual_seed(0)
+    net = SvANet(spatial_dims=2, in_channels=3, out_channels=2).eval()
+    x = torch.randn(1, 3, 512, 512)  # synthetic image
+    with torch.no_grad():
+        out = net(x)
+    assert out.shape == (1, 2, 512, 512)
+    assert torch.isfinite(out).all()
+    pool_sizes = {k: layer.pool_size for k, layer in net.conv_r.items()}
+    # SvAttn pool sizes max(512 // 2**(stage + blocks) // 4, 4) of the authors' build
+    assert pool_sizes == {"12": 32, "13": 16, "14": 8, "23": 16, "24": 8, "34": 8}
