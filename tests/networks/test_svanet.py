@@ -277,3 +277,18 @@ def test_paper_configuration_at_512():
     pool_sizes = {k: layer.pool_size for k, layer in net.conv_r.items()}
     # SvAttn pool sizes max(512 // 2**(stage + blocks) // 4, 4) of the authors' build
     assert pool_sizes == {"12": 32, "13": 16, "14": 8, "23": 16, "24": 8, "34": 8}
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_assembleformer_patch_unfold_fold(spatial_dims):
+    from svseg.networks.svanet import AssembleFormer
+
+    block = AssembleFormer(spatial_dims, 8)
+    x = torch.randn((2, 4) + (6, 4, 8)[:spatial_dims])
+    patches = block._unfold(x)
+    assert patches.shape == (2, 4, 2**spatial_dims, x[0, 0].numel() // 2**spatial_dims)
+    torch.testing.assert_close(block._fold(patches, x.shape[2:]), x, rtol=0, atol=0)
+    if spatial_dims == 2:
+        # the same (B, C, pixel-in-patch, patch) layout as the authors' F.unfold with 2x2 patches
+        ref = torch.nn.functional.unfold(x, kernel_size=2, stride=2).reshape(2, 4, 4, -1)
+        torch.testing.assert_close(patches, ref, rtol=0, atol=0)
