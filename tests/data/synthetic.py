@@ -100,3 +100,33 @@ def write_acdc(root: Path, ids=range(1, 101), shape=(9, 8, 3), seed: int = 2) ->
             frames.append(img)
         save(folder / f"{p}_4d.nii.gz", np.stack(frames, -1), aff)
     return out
+
+
+def write_mtunet_acdc(root: Path, splits: dict[str, tuple[int, ...]], depth: int = 11, shape=(7, 6), seed: int = 3) -> dict:
+    """Write a synthetic MT-UNet preprocessed ACDC folder (``train/``, ``valid/``: 2D slices
+    ``case_XXX_sliceED_N.npz``; ``test/``: volumes ``case_XXX_volume_ED.npz`` (D, H, W); keys
+    ``img`` and ``label``; ``lists_ACDC/``). Returns patient -> phase -> (img (D, H, W), label)."""
+    rng = np.random.default_rng(seed)
+    out: dict = {}
+    lists = {"train": [], "valid": [], "test": []}
+    for folder, ids in splits.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in ids:
+            out[f"patient{i:03d}"] = {}
+            for phase in ("ED", "ES"):
+                img = rng.random((depth, *shape)).astype(np.float32)
+                lab = _labels(rng, (depth, *shape), 3).astype(np.float32)
+                out[f"patient{i:03d}"][phase] = (img, lab)
+                if folder == "test":
+                    name = f"case_{i:03d}_volume_{phase}.npz"
+                    np.savez(root / folder / name, img=img, label=lab)
+                    lists[folder].append(name)
+                else:
+                    for k in range(depth):
+                        name = f"case_{i:03d}_slice{phase}_{k}.npz"
+                        np.savez(root / folder / name, img=img[k], label=lab[k])
+                        lists[folder].append(name)
+    (root / "lists_ACDC").mkdir(exist_ok=True)
+    for folder, names in lists.items():
+        (root / "lists_ACDC" / f"{folder}.txt").write_text("".join(f"{n}\n" for n in sorted(names)))
+    return out

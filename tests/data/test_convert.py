@@ -346,3 +346,27 @@ def test_convert_into_existing_empty_folder(tmp_path):
     (tmp_path / "out").mkdir()
     out = convert.convert_synapse(src, tmp_path / "out", cases=["case0001"], progress=False)
     assert (out / "dataset.json").is_file()
+
+
+def test_acdc_mtunet_preprocessed_layout(tmp_path):
+    # synthetic MT-UNet ACDC: patient001 in train/, patient019 in valid/ (slices), patient002 in test/ (volumes)
+    src = tmp_path / "ACDC"
+    truth = synthetic.write_mtunet_acdc(src, {"train": (1,), "valid": (19,), "test": (2,)})
+    out = convert.prepare("acdc", src, tmp_path / "out", cases=["patient001", "patient019", "patient002"], progress=False)
+    assert [e["case"] for e in datalist_for("acdc", out, "validation")] == ["patient019_ED", "patient019_ES"]
+    assert (out / "lists" / "train.txt").read_text().split()[-1] == "patient001_ES_slice010"
+    rule = get_dataset("acdc").intensity
+    for patient, phase, folder in (("patient001", "ES", "imagesTr"), ("patient002", "ED", "imagesTs")):
+        img, lab = truth[patient][phase]  # (D, H, W), slices in numeric order 0..10
+        nimg, naff = _nii(out / folder / f"{patient}_{phase}.nii.gz")
+        nlab, _ = _nii(out / folder.replace("images", "labels") / f"{patient}_{phase}.nii.gz")
+        np.testing.assert_allclose(nimg, apply_intensity(img.transpose(2, 1, 0), rule), atol=1e-6)
+        np.testing.assert_array_equal(nlab, lab.transpose(2, 1, 0))
+        np.testing.assert_allclose(naff, np.eye(4))
+    vol = LoadImage(image_only=True, reader=H5Reader())(f"{out}/test_vol_h5/patient002_ED.npy.h5::label")
+    np.testing.assert_array_equal(vol.numpy(), truth["patient002"]["ED"][1].transpose(2, 1, 0))
+    # a missing slice is reported, nothing is written
+    (src / "train" / "case_001_sliceED_4.npz").unlink()
+    with pytest.raises(convert.ConversionError, match=r"slices of patient001 ED are not numbered 0..9"):
+        convert.prepare("acdc", src, tmp_path / "out2", cases=["patient001"], progress=False)
+    _no_leftovers(tmp_path, "out2")
