@@ -45,6 +45,14 @@ authors' code) except:
   size and upsampling: Unet 3x3/1, Unet++ 1x1/1, FPN 1x1/4, DeepLabV3 1x1/8, LinkNet 1x1/1,
   MAnet 3x3/1, PAN 3x3/4, PSPNet 3x3/8 (equal to smp's heads except Unet++).
 
+Checked against the authors' code: with the authors' weights copied into svseg's modules
+(ResNet-50 and ResNet-34, K = 12, 320x320 input, att_depth 2 and 4), the logits and the AFMA
+of all eight hosts are bit-identical to the authors' ``My_*`` models in eval and train mode
+(a scratch comparison, not part of the test suite because the authors' code is not
+redistributed here; ``tests/networks/test_afma.py`` re-implements the authors' per-class loops
+and compares the AFMA and the correction with them). ``AFMALoss`` equals the authors'
+``MyLoss_correction`` to the bit on the same inputs (K = 12, att_depth 1..3).
+
 Special cases. DeepLabV3 and PSPNet run a dilated encoder with output stride 8, so the features
 at depth 4 and 5 are at 1/8 resolution: as the authors (their segmentation heads and main.py's
 loss), the head and the loss then pool by 2**3 (``pool_depth = min(att_depth, 3)``); the
