@@ -46,6 +46,7 @@ def test_tiny_layout_and_decathlon_datalist(tiny_root):
             assert image.dtype == np.float32 and 0.0 <= image.min() and image.max() <= 1.0
             assert set(np.unique(label)) <= {0, 1, 2}
     assert counts == {"training": 4, "validation": 1, "test": 2}
+    _cases_match_spec(json.loads((tiny_root / "dataset.json").read_text()))
     assert json.loads((tiny_root / "dataset.json").read_text())["labels"] == {
         "0": "background",
         "1": "grey matter",
@@ -134,3 +135,12 @@ def test_full_demo_via_command(tmp_path):
     image, _ = _load(tmp_path / "demo" / meta["test"][0]["image"])
     assert image.shape == (197, 233, 16)
     assert len(meta["training"]) >= 2 and len(meta["validation"]) == 1 and len(meta["test"]) == 2
+    _cases_match_spec(meta)
+
+
+def _cases_match_spec(meta):
+    from svseg.data.datasets import get_dataset
+
+    spec = get_dataset("demo")
+    for split in ("training", "validation", "test"):
+        assert tuple(e["case"] for e in meta[split]) == spec.split(split)
