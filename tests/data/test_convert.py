@@ -370,3 +370,19 @@ def test_acdc_mtunet_preprocessed_layout(tmp_path):
     with pytest.raises(convert.ConversionError, match=r"slices of patient001 ED are not numbered 0..9"):
         convert.prepare("acdc", src, tmp_path / "out2", cases=["patient001"], progress=False)
     _no_leftovers(tmp_path, "out2")
+
+
+def test_synapse_and_lits_commands(tmp_path, capsys):
+    from data_prep.lits import main as lits_main
+    from data_prep.synapse import main as synapse_main
+
+    src = _btcv_one(tmp_path)
+    assert synapse_main([str(src), "--output", str(tmp_path / "s"), "--cases", "case0001", "--window", "-100", "100", "--no-nifti", "--quiet"]) == 0
+    stamp = json.loads((tmp_path / "s" / convert.STAMP_NAME).read_text())
+    assert stamp["window"] == [-100.0, 100.0] and not (tmp_path / "s" / "imagesTs").exists()
+    lsrc = tmp_path / "LiTS"
+    synthetic.write_lits(lsrc, ids=(1, 118))
+    assert lits_main([str(lsrc), "--output", str(tmp_path / "l"), "--cases", "volume-1", "volume-118", "--fold", "1", "--slices", "--quiet"]) == 0
+    assert [e["case"] for e in datalist_for("lits", tmp_path / "l", "validation")] == ["volume-1"]
+    assert (tmp_path / "l" / "test_vol_h5" / "volume-118.npy.h5").is_file()
+    assert capsys.readouterr().out.split() == [str(tmp_path / "s"), str(tmp_path / "l")]
