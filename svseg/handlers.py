@@ -763,7 +763,8 @@ class ProgressPlot:
     Per epoch it records the mean training loss, the validation metric (``metric_name`` from
     ``metric_engine.state.metrics``, e.g. the validator's mean Dice), the learning rate the epoch
     trained with (read at ``EPOCH_STARTED``) and the epoch time, and redraws a 2x2 figure (loss, validation Dice, learning rate, epoch time
-    against epoch). All files are written atomically on rank 0. After a resume the history is
+    against epoch; the validation metric only for epochs in which ``metric_engine`` ran). All
+    files are written atomically on rank 0. After a resume the history is
     read back from ``progress.json`` (epochs after the checkpoint are dropped), so the curves
     continue; the loss of a resumed epoch averages only the iterations run after the resume.
 
@@ -806,6 +807,7 @@ class ProgressPlot:
         self._loss_sum = 0.0
         self._loss_n = 0
         self._epoch_lr: float | None = None
+        self._fresh = False
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -816,6 +818,11 @@ class ProgressPlot:
         engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+        if self.metric_engine is not None and self.metric_engine is not engine:
+            self.metric_engine.add_event_handler(Events.COMPLETED, self._validation_completed)
+
+    def _validation_completed(self, engine: Engine) -> None:
+        self._fresh = True
 
     def _epoch_started(self, engine: Engine) -> None:
         self._loss_sum, self._loss_n = 0.0, 0
@@ -842,6 +849,10 @@ class ProgressPlot:
         return []
 
     def _metric(self, engine: Engine) -> float | None:
+        if self.metric_engine is not None and self.metric_engine is not engine:
+            if not self._fresh:
+                return None  # no validation this epoch (validation interval > 1)
+            self._fresh = False
         value = _metric_value(engine, self.metric_engine, self.metric_name)
         if value is None:
             eng = self.metric_engine if self.metric_engine is not None else engine
@@ -984,6 +995,7 @@ class ExperimentTracker:
         self._loss_sum = 0.0
         self._loss_n = 0
         self._epoch_lr: float | None = None
+        self._fresh = False
 
     def attach(self, engine: Engine) -> None:
         if self.tracking == "none":
@@ -994,6 +1006,11 @@ class ExperimentTracker:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
         engine.add_event_handler(Events.COMPLETED, self.close)
         engine.add_event_handler(Events.EXCEPTION_RAISED, self._on_exception)
+        if self.metric_engine is not None and self.metric_engine is not engine:
+            self.metric_engine.add_event_handler(Events.COMPLETED, self._validation_completed)
+
+    def _validation_completed(self, engine: Engine) -> None:
+        self._fresh = True
 
     def _started(self, engine: Engine) -> None:
         if not is_rank0():
@@ -1057,8 +1074,9 @@ class ExperimentTracker:
         times = getattr(engine.state, "times", {}) or {}
         t = times.get(Events.EPOCH_COMPLETED.name)
         self._log("train/epoch_time", float(t) if t is not None else None, epoch)
+        fresh, self._fresh = self._fresh, False
         for eng, prefix in ((engine, "train"), (self.metric_engine, "val")):
-            if eng is None:
+            if eng is None or (prefix == "val" and (eng is engine or not fresh)):
                 continue
             for k, v in (getattr(eng.state, "metrics", None) or {}).items():
                 try:

@@ -294,3 +294,18 @@ def test_nan_guard_in_monai_supervised_trainer(tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, iteration 3 \(iteration 3 of 4"):
         trainer.run()
     assert torch.load(tmp_path / "checkpoint_latest.pt", weights_only=True)["meta"]["iteration"] == 2
+
+
+def test_progress_plot_records_validation_only_when_it_ran(tmp_path):
+    engine, net, opt, sched, data = _make()
+    validator = Engine(lambda e, b: None)
+
+    @validator.on(Events.COMPLETED)
+    def _metric(e):
+        e.state.metrics = {"val_mean_dice": 0.25 * engine.state.epoch}
+
+    engine.add_event_handler(Events.EPOCH_COMPLETED(every=2), lambda e: validator.run([0]))  # validation interval 2
+    ProgressPlot(tmp_path, optimizer=opt, metric_engine=validator).attach(engine)
+    engine.run(data, max_epochs=4)
+    hist = json.loads((tmp_path / "progress.json").read_text())
+    assert [h["val_metric"] for h in hist] == [None, 0.5, None, 1.0]
