@@ -165,3 +165,21 @@ def test_datalist_refuses_another_datasets_folder(demo_tiny):
     with pytest.raises(ValueError, match="holds the 'demo' data set, not 'synapse'"):
         dl.datalist_for("synapse", demo_tiny, "training")
     assert dl.datalist_for(None, demo_tiny / "dataset.json", "validation")[0]["case"] == "demo_val0"
+
+
+def test_docs_list_the_same_splits():
+    """docs/datasets.md and svseg.data.datasets name the same published case lists."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "datasets.md").read_text()
+    acdc = dsets.get_dataset("acdc")
+    for split, label in (("test", "test"), ("validation", "validation")):
+        line = re.search(rf"\* {label}: ([0-9 ]+)\n", doc).group(1).split()
+        assert tuple(f"patient{n}" for n in line) == acdc.split(split)
+    syn = dsets.get_dataset("synapse")
+    train = re.search(r"training `case(\d{4})((?: \d{4}|\s+\d{4})+)`", doc)
+    ids = [train.group(1), *train.group(2).split()]
+    assert tuple(f"case{i}" for i in ids) == syn.split("training")
+    test = re.search(r"test `case(\d{4})((?: \d{4})+)`", doc)
+    assert tuple(f"case{i}" for i in [test.group(1), *test.group(2).split()]) == syn.split("test")
