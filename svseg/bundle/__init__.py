@@ -8,6 +8,7 @@ from __future__ import annotations
 from svseg.bundle.components import (
     HalveLROnStall,
     LabelCrossEntropyLoss,
+    TensorBoardStats,
     PeriodicValidation,
     class_names,
     datalist,
@@ -36,6 +37,7 @@ from svseg.bundle.components import (
 __all__ = [
     "HalveLROnStall",
     "LabelCrossEntropyLoss",
+    "TensorBoardStats",
     "PeriodicValidation",
     "class_names",
     "datalist",

@@ -39,6 +39,7 @@ __all__ = [
     "val_dataset",
     "PeriodicValidation",
     "LabelCrossEntropyLoss",
+    "TensorBoardStats",
     "HalveLROnStall",
     "warmup_cosine_scheduler",
     "evaluate_volumes",
@@ -380,6 +381,35 @@ class PeriodicValidation:
             engine.terminate()
 
 
+def _tensorboard_handler_base() -> type:
+    from monai.handlers import TensorBoardStatsHandler
+
+    return TensorBoardStatsHandler
+
+
+class TensorBoardStats:
+    """MONAI's ``TensorBoardStatsHandler`` that opens its event file only when attached.
+
+    MONAI's handler creates its ``SummaryWriter`` (and an event file) in ``__init__``; under DDP
+    every rank builds the handler list, so ranks that never attach it would still write empty
+    event files. This wrapper builds the MONAI handler in :meth:`attach`, so only the ranks that
+    use it (rank 0, see :func:`rank_zero_handlers`) write anything. Arguments are those of
+    ``monai.handlers.TensorBoardStatsHandler``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self.handler: Any = None
+
+    def attach(self, engine: Any) -> None:
+        self.handler = _tensorboard_handler_base()(**self.kwargs)
+        self.handler.attach(engine)
+
+    def close(self) -> None:
+        if self.handler is not None:
+            self.handler.close()
+
+
 class LabelCrossEntropyLoss(torch.nn.Module):
     """Cross-entropy on logits ``(B, K, *S)`` against an integer label map ``(B, 1, *S)`` (SvANet's loss).
 
@@ -510,7 +540,7 @@ def inference_datalist(input_dir: str | None, dataset_name: str, data_root: str 
 # ----------------------------------------------------------------------------------------------
 # distributed (torchrun) helpers used by multi_gpu_train.json
 # ----------------------------------------------------------------------------------------------
-_RANK0_ONLY = ("CheckpointSaver", "StatsHandler", "TensorBoardStatsHandler", "MLFlowHandler", "ProgressPlotHandler",
+_RANK0_ONLY = ("CheckpointSaver", "StatsHandler", "TensorBoardStatsHandler", "TensorBoardStats", "MLFlowHandler", "ProgressPlotHandler",
                "ProgressPlot", "OverlayHandler", "AtomicCheckpointSaver")
 
 

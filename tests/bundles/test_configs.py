@@ -1,0 +1,72 @@
+"""Fast checks of every bundle's files: metadata against the shipped model-zoo schema, config structure."""
+from __future__ import annotations
+
+import pytest
+
+from tests.bundles._util import BUNDLES, NAMES, PAPER_DATASET
+
+SCHEMA = BUNDLES / "meta_schema_20240725.json"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bundle_layout(name):
+    root = BUNDLES / name
+    for f in ("train.json", "evaluate.json", "inference.json", "multi_gpu_train.json", "metadata.json", "logging.conf"):
+        assert (root / "configs" / f).is_file(), f"{name}: configs/{f} missing"
+    readme = (root / "docs" / "README.md").read_text()
+    assert "python -m monai.bundle run training" in readme and "evaluating" in readme
+    assert "torchrun" in readme, f"{name}: README must document multi-GPU training"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_metadata_verifies_against_shipped_schema(name):
+    from monai.bundle import verify_metadata
+
+    # the schema file exists, so verify_metadata does not download it
+    verify_metadata(meta_file=str(BUNDLES / name / "configs" / "metadata.json"), filepath=str(SCHEMA))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_keys_and_run_ids(name):
+    from monai.bundle import ConfigParser
+
+    cfg = BUNDLES / name / "configs"
+    train = ConfigParser()
+    train.read_config([str(cfg / "train.json")])
+    for key in ("run", "training", "bundle_root", "device", "output_dir", "network_def", "dataset_name", "data_root",
+                "train#dataset#data", "validate#dataset#data", "train#trainer#max_epochs", "train#trainer",
+                "validate#evaluator", "max_epochs"):
+        assert key in train, f"{name}: train.json lacks {key}"
+    assert train["dataset_name"] == PAPER_DATASET[name]
+    assert train["data_root"] is None, "without --data_root a bundle must run on the demo data"
+    assert train["train#trainer#max_epochs"] == "@max_epochs"
+
+    evaluate = ConfigParser()
+    evaluate.read_config([str(cfg / "train.json"), str(cfg / "evaluate.json")])
+    assert "evaluating" in evaluate and evaluate["run"] == evaluate["evaluating"]
+
+    multi = ConfigParser()
+    multi.read_config([str(cfg / "train.json"), str(cfg / "multi_gpu_train.json")])
+    assert multi["network#_target_"].endswith("DistributedDataParallel")
+    assert "ResumableSampler" in multi["train#sampler#_target_"]  # a torch DistributedSampler subclass
+    assert "training" in multi and "finalize" in multi
+
+    infer = ConfigParser()
+    infer.read_config([str(cfg / "inference.json")])
+    assert "run" in infer and "network_def" in infer
+    assert infer["network_def"] == train["network_def"], f"{name}: inference.json must build the trained network"
+
+
+def test_demo_override_is_short_schedule_and_default_is_paper():
+    from monai.bundle import ConfigParser
+
+    cfg = BUNDLES / "msa2net" / "configs"
+    paper = ConfigParser()
+    paper.read_config([str(cfg / "train.json")])
+    assert paper["optimizer#_target_"] == "torch.optim.SGD" and paper["loss#_target_"].endswith("BoundaryDoULoss")
+    assert paper.get_parsed_content("learning_rate") == pytest.approx(0.05 * 20 / 24)
+    assert paper["max_epochs"] == 700
+    demo = ConfigParser()
+    demo.read_config([str(cfg / "train.json"), str(cfg / "demo.json")])
+    assert demo["optimizer#_target_"] == "torch.optim.AdamW" and demo["optimizer#lr"] == 1e-3
+    assert demo["max_epochs"] * demo["train#epoch_length"] == 144 and demo["batch_size"] == 4
