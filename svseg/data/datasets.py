@@ -229,7 +229,8 @@ register_dataset(
         default_network="AFMA",
         default_bundle="afma",
         reference="AFMA (Sang et al.) window [-250, 250]; svseg's own fixed split (AFMA publishes none)",
-        notes="AFMA clips HU to [-250, 250] without rescaling; svseg also scales the window to [0, 1].",
+        notes="AFMA clips HU to [-250, 250] without rescaling and trains on 512x512 crops; svseg also scales the "
+        "window to [0, 1] and uses the common 224x224 default ROI (override roi_size for the paper's 512).",
     )
 )
 
