@@ -555,7 +555,23 @@ class CheckpointResumer:
             self.lr_scheduler.load_state_dict(ckpt["lr_scheduler"])
 
         prior_max_epochs = engine.state.max_epochs
-        engine.load_state_dict(ckpt["trainer"])
+        prior_epoch_length = engine.state.epoch_length
+        trainer_state = dict(ckpt["trainer"])
+        saved_epoch_length = trainer_state.get("epoch_length")
+        length_changed = bool(prior_epoch_length and saved_epoch_length and prior_epoch_length != saved_epoch_length)
+        if length_changed:
+            # batch size or data changed (e.g. a smaller batch after an out-of-memory error): keep the
+            # completed epochs, retrain the interrupted one from its start
+            done_epochs = int(trainer_state["iteration"]) // int(saved_epoch_length)
+            self.logger.warning(
+                f"the epoch length changed from {saved_epoch_length} to {prior_epoch_length} iterations since "
+                f"{self.path} was written; resuming at the start of epoch {done_epochs + 1} "
+                f"(the {int(trainer_state['iteration']) % int(saved_epoch_length)} iterations of the interrupted "
+                "epoch are trained again)."
+            )
+            trainer_state.pop("iteration", None)
+            trainer_state.update({"epoch": done_epochs, "epoch_length": prior_epoch_length})
+        engine.load_state_dict(trainer_state)
         if prior_max_epochs is not None:
             if engine.state.epoch > prior_max_epochs:
                 raise ValueError(
@@ -588,7 +604,7 @@ class CheckpointResumer:
                 "carries one data iterator across epochs, so the resumed run trains the right number of iterations "
                 "but with a different data order than an uninterrupted run."
             )
-        if within:
+        if within and not length_changed:
             # mid-epoch: skip the trained batches, restore the RNGs after the data iterator exists
             sampler = self._sampler(engine)
             batch_size = getattr(loader, "batch_size", None)
@@ -663,7 +679,11 @@ class NaNGuard:
         if self.output_dir is not None and (self.output_dir / LATEST_NAME).is_file():
             last = self.output_dir / LATEST_NAME
             try:
-                meta = torch.load(last, map_location="cpu", weights_only=True).get("meta", {})
+                saved = getattr(engine.state, "svseg_last_checkpoint", None)
+                if saved and Path(saved["path"]) == last:
+                    meta = saved
+                else:  # memory-mapped: reads only the small entries of a large checkpoint
+                    meta = torch.load(last, map_location="cpu", weights_only=True, mmap=True).get("meta", {})
                 msg += (f"Training stopped; the last good checkpoint is {last} (epoch {meta.get('epoch')}, "
                         f"iteration {meta.get('iteration')}); nothing was saved for the bad state. ")
             except Exception:  # noqa: BLE001 - the message must still be raised

@@ -309,3 +309,17 @@ def test_progress_plot_records_validation_only_when_it_ran(tmp_path):
     engine.run(data, max_epochs=4)
     hist = json.loads((tmp_path / "progress.json").read_text())
     assert [h["val_metric"] for h in hist] == [None, 0.5, None, 1.0]
+
+
+def test_resume_after_batch_size_change_restarts_the_interrupted_epoch(tmp_path):
+    engine, net, opt, sched, data = _make()
+    AtomicCheckpointSaver(tmp_path, net, opt, sched, save_interval=3).attach(engine)
+    engine.add_event_handler(Events.ITERATION_COMPLETED(once=7), lambda e: e.terminate())
+    engine.run(data, max_epochs=3)  # 4 iterations per epoch; last checkpoint at iteration 6 (epoch 2)
+    engine2, net2, opt2, sched2, data2 = _make()
+    small = [(x[:2], y[:2]) for x, y in data2] + [(x[2:], y[2:]) for x, y in data2]  # "smaller batch": 8 per epoch
+    CheckpointResumer(tmp_path, net2, opt2, sched2).attach(engine2)
+    ran = []
+    engine2.add_event_handler(Events.ITERATION_COMPLETED, lambda e: ran.append(e.state.iteration))
+    engine2.run(small, max_epochs=3)
+    assert ran == list(range(9, 25)) and engine2.state.epoch == 3  # epochs 2 and 3 at 8 iterations each
