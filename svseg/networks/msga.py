@@ -325,6 +325,11 @@ class MSGA(nn.Module):
         Use :class:`svseg.losses.MSGALoss` on the whole tuple; ``out[MSGA.PREDICTIONS]`` gives the
         eight logits maps.
 
+    Verified against the authors' ``DAF_stack`` with copied weights: identical eval output,
+    identical 32 train-mode outputs and identical BatchNorm running statistics after a train
+    forward (the scales are processed in the authors' order, 4 to 1). In eval mode the four
+    coarse heads are not evaluated (the authors compute and discard them).
+
     Initialisation: by default the authors' ``weights_init`` (:func:`msga_weights_init`:
     Xavier-normal convolutions, BN weight ~ N(1, 0.02)) is applied to the whole network, as
     their ``main.py`` does; the authors train from scratch.
