@@ -331,8 +331,11 @@ class SA2Net(nn.Module):
         _check_positive_int("gate_kernel_size", gate_kernel_size)
         if gate_kernel_size % 2 == 0:
             raise ValueError(f"gate_kernel_size must be odd (same-size padding), got {gate_kernel_size}.")
-        if not isinstance(ffn_expansion, (int, float)) or isinstance(ffn_expansion, bool) or int(features * ffn_expansion) < 1:
-            raise ValueError(f"ffn_expansion must be a positive number with int(features * ffn_expansion) >= 1, got {ffn_expansion!r}.")
+        valid_expansion = isinstance(ffn_expansion, (int, float)) and not isinstance(ffn_expansion, bool)
+        if not valid_expansion or int(features * ffn_expansion) < 1:
+            raise ValueError(
+                f"ffn_expansion must be a positive number with int(features * ffn_expansion) >= 1, got {ffn_expansion!r}."
+            )
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.out_channels = out_channels
