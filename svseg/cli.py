@@ -166,14 +166,49 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     summary = run_demo(output_dir=args.output, data_dir=args.data_dir, tiny=args.tiny, device=args.device,
                        max_iterations=args.max_iterations, num_threads=args.num_threads, bundle=args.bundle)
     out = Path(args.output)
+    if not (out / "overlays").is_dir() or not any((out / "overlays").glob("*.png")):
+        _demo_overlays(out, args)
     if (out / "metrics.csv").is_file():
         from svseg.report import report
 
-        report(out, print_summary=False, overlays=not (out / "overlays").is_dir())
+        report(out, print_summary=False, overlays=False)
     png = sorted((out / "overlays").glob("*.png")) if (out / "overlays").is_dir() else []
     print(f"pictures: progress {'found' if list(out.rglob('progress.png')) else 'missing'}, "
           f"{len(png)} overlay PNG(s), box plot {'found' if (out / 'boxplot.png').is_file() else 'missing'}")
     return 0 if summary is not None else 1
+
+
+def _demo_overlays(out: Path, args: argparse.Namespace) -> None:
+    """Overlays of the demo's test cases when the bundle's evaluation drew none: predict them
+    with the trained weights (``predictions/``), then draw ``overlays/<case>.png``."""
+    from svseg.data import datalist_for, prepare_demo
+    from svseg.report import write_overlays
+
+    ckpt = next((p for p in (out / "models" / "model.pt", out / "checkpoint_best.pt", out / "checkpoint_latest.pt")
+                 if p.is_file()), None)
+    if ckpt is None:
+        logging.getLogger("svseg.cli").warning(f"no trained weights in {out}; demo overlays skipped.")
+        return
+    root = prepare_demo(args.data_dir, tiny=args.tiny)
+    entries = datalist_for("demo", str(root), "test")
+    with tempfile.TemporaryDirectory(prefix="svseg-demo-") as tmp:
+        img_dir, ref_dir = Path(tmp) / "images", Path(tmp) / "labels"
+        img_dir.mkdir()
+        ref_dir.mkdir()
+        for e in entries:
+            name = Path(e["image"]).name
+            (img_dir / name).symlink_to(Path(e["image"]).absolute())
+            (ref_dir / f"{_case_name(Path(name))}_seg.nii.gz").symlink_to(Path(e["label"]).absolute())
+        predict(args.bundle, img_dir, out / "predictions", checkpoint=ckpt, device=args.device, dataset="demo",
+                overrides={"data_root": str(root)})
+        names = None
+        try:
+            from svseg.data import get_dataset
+
+            names = list(getattr(get_dataset("demo"), "class_names", None) or []) or None
+        except Exception:  # noqa: BLE001 - names are cosmetic
+            names = None
+        write_overlays(out / "predictions", ref_dir, img_dir, out, class_names=names)
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:

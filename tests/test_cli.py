@@ -248,3 +248,33 @@ def test_write_case_overlay_from_metatensor(tmp_path):
     assert path == tmp_path / "overlays" / "c7.png"
     with Image.open(path) as im:
         assert im.size == overlay_size(2)
+
+
+@pytest.mark.slow
+def test_cli_demo_produces_valid_pictures(tmp_path, capsys):
+    """``svseg demo`` on the tiny demo data (2 training iterations): progress.png, one overlay per
+    test case and the box plot exist and are valid PNGs of the expected sizes."""
+    from PIL import Image
+
+    from svseg.data import datalist_for, prepare_demo
+    from svseg.handlers import ProgressPlot
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out), "--tiny", "--max-iterations", "2", "--num-threads", "1",
+                 "--data-dir", str(tmp_path / "data")]) == 0
+    assert "mean 3D Dice" in capsys.readouterr().out
+    with Image.open(out / "progress.png") as im:
+        im.verify()
+    with Image.open(out / "progress.png") as im:
+        assert im.size == ProgressPlot(out).image_size == (1000, 800)
+    n_test = len(datalist_for("demo", str(prepare_demo(tmp_path / "data", tiny=True)), "test"))
+    overlays = sorted((out / "overlays").glob("*.png"))
+    assert len(overlays) == n_test > 0
+    for p in overlays:
+        with Image.open(p) as im:
+            im.verify()
+        with Image.open(p) as im:
+            assert im.format == "PNG" and im.size == overlay_size(4)
+    with Image.open(out / "boxplot.png") as im:
+        assert im.format == "PNG"
+    assert main(["report", str(out), "--no-overlays"]) == 0
