@@ -278,3 +278,32 @@ def test_cli_demo_produces_valid_pictures(tmp_path, capsys):
     with Image.open(out / "boxplot.png") as im:
         assert im.format == "PNG"
     assert main(["report", str(out), "--no-overlays"]) == 0
+
+
+def test_cli_train_resumes_automatically(tmp_path):
+    """``svseg train`` on the tiny demo data (the msa2net bundle with a small UNet swapped in by
+    override, 3 iterations per epoch): 1 epoch, then a second call with --max-epochs 2 resumes
+    from checkpoint_latest.pt and trains only epoch 2."""
+    import torch
+
+    from svseg.data import prepare_demo
+
+    root = prepare_demo(tmp_path / "data", tiny=True)
+    net = {"_target_": "monai.networks.nets.UNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 3,
+           "channels": [4, 8], "strides": [2], "num_res_units": 0}
+    out = tmp_path / "run"
+    args = ["train", "--bundle", "msa2net", "--config", "demo.json", "--dataset", "demo", "--data-root", str(root),
+            "--output", str(out), "--device", "cpu", "--override", "network_def=" + json.dumps(net),
+            "--override", "roi_size=[32,32]", "--override", "train#epoch_length=3",
+            "--override", "checkpoint_every_epoch=true", "--override", "num_workers=0"]
+    assert main([*args, "--max-epochs", "1"]) == 0
+    assert torch.load(out / "checkpoint_latest.pt", weights_only=True)["meta"]["iteration"] == 3
+    first = json.loads((out / "progress.json").read_text())
+    assert main([*args, "--max-epochs", "2"]) == 0
+    meta = torch.load(out / "checkpoint_latest.pt", weights_only=True)["meta"]
+    assert meta["epoch"] == 2 and meta["iteration"] == 6
+    progress = json.loads((out / "progress.json").read_text())
+    assert [h["epoch"] for h in progress] == [1, 2]
+    assert progress[0] == first[0]  # epoch 1 was not trained again (same loss and epoch time)
+    with pytest.raises(SystemExit):
+        main([*args, "--tracking", "bogus"])
