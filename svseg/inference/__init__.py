@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from svseg.inference.postprocessing import keep_largest_component
 from svseg.inference.predict import predict_files, predict_volume
-from svseg.inference.slice_inferer import SliceInferer, VolumeInferer, network_output, scipy_nearest_indices
+from svseg.inference.slice_inferer import (
+    SliceInferer,
+    VolumeInferer,
+    argmax_channels,
+    network_output,
+    scipy_nearest_indices,
+)
 from svseg.inference.writer import reference_affine, write_nifti
 
 __all__ = [
     "SliceInferer",
     "VolumeInferer",
+    "argmax_channels",
     "keep_largest_component",
     "network_output",
     "predict_files",

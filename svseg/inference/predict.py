@@ -48,9 +48,12 @@ def predict_volume(
     x = x[None].float()
     if device is not None:
         x = x.to(device)
-    scores = inferer(x, network)
-    labels = torch.argmax(scores[0], dim=0).cpu().numpy()
-    labels = labels.astype(np.uint8 if scores.shape[1] <= 256 else np.int32)
+    if hasattr(inferer, "predict_labels"):  # SliceInferer: no (K, H, W, D) score volume in memory
+        labels_t = inferer.predict_labels(x, network)[0]
+    else:
+        labels_t = torch.argmax(inferer(x, network)[0], dim=0)
+    top = int(labels_t.max()) if labels_t.numel() else 0
+    labels = labels_t.cpu().numpy().astype(np.uint8 if top < 256 else np.int32)
     if keep_largest:
         classes = None if keep_largest is True else list(keep_largest)
         labels = keep_largest_component(labels, classes=classes)

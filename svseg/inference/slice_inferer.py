@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import Inferer, SlidingWindowInferer, sliding_window_inference
 
-__all__ = ["SliceInferer", "VolumeInferer", "network_output", "scipy_nearest_indices"]
+__all__ = ["SliceInferer", "VolumeInferer", "argmax_channels", "network_output", "scipy_nearest_indices"]
 
 _MODES = ("resize", "sliding_window", "transunet")
 
@@ -67,6 +67,25 @@ def scipy_nearest_indices(n_in: int, n_out: int) -> torch.Tensor:
     coord = o * (float(n_in - 1) / float(n_out - 1)) if n_in > 1 else np.zeros_like(o)
     idx = np.floor(coord + 0.5).astype(np.int64)
     return torch.from_numpy(np.clip(idx, 0, n_in - 1))
+
+
+def argmax_channels(scores: torch.Tensor) -> torch.Tensor:
+    """``torch.argmax(scores, dim=1)`` (first maximum wins), faster on CPU for few channels.
+
+    PyTorch's CPU argmax over a short, strided channel axis is slow; for up to 32 channels a running
+    comparison over the channel planes gives the same indices (NaN-free input).
+    """
+    k = scores.shape[1]
+    if k > 32 or scores.device.type != "cpu":
+        return torch.argmax(scores, dim=1)
+    best = scores[:, 0].clone()
+    labels = torch.zeros(best.shape, dtype=torch.long, device=scores.device)
+    for c in range(1, k):
+        plane = scores[:, c]
+        better = plane > best
+        labels.masked_fill_(better, c)
+        best = torch.maximum(best, plane)
+    return labels
 
 
 def _flip_dims(spatial_dims: int, axes: Sequence[int] | None) -> list[tuple[int, ...]]:
@@ -111,6 +130,9 @@ class SliceInferer(Inferer):
         device: device of the returned tensor (default: the input's device). Slices are computed on the
             network's device.
         use_inference_mode: run under ``torch.inference_mode()`` (the outputs cannot enter autograd).
+        amp_dtype: run the network under ``torch.autocast`` with this dtype (``torch.bfloat16`` on CPUs with
+            bf16 instructions, ``torch.float16``/``torch.bfloat16`` on GPUs); ``None`` = full precision.
+            Scores are returned in ``output_dtype``.
         progress: show a progress bar over slice batches.
     """
 
@@ -134,6 +156,7 @@ class SliceInferer(Inferer):
         output_dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
         use_inference_mode: bool = True,
+        amp_dtype: torch.dtype | None = None,
         progress: bool = False,
     ) -> None:
         super().__init__()
@@ -174,6 +197,7 @@ class SliceInferer(Inferer):
         self.output_dtype = output_dtype
         self.device = device
         self.use_inference_mode = bool(use_inference_mode)
+        self.amp_dtype = amp_dtype
         self.progress = bool(progress)
 
     # ------------------------------------------------------------------ helpers
@@ -193,7 +217,10 @@ class SliceInferer(Inferer):
     def _forward(self, network: Callable, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return network_output(network(x, *args, **kwargs))
+        if self.amp_dtype is None:
+            return network_output(network(x, *args, **kwargs))
+        with torch.autocast(device_type=x.device.type, dtype=self.amp_dtype):
+            return network_output(network(x, *args, **kwargs)).float()
 
     def _predict_2d(self, network: Callable, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Logits of a batch of slices ``(n, C, h, w)`` at the slice size (``resize``/``sliding_window``)."""
@@ -238,7 +265,7 @@ class SliceInferer(Inferer):
         dev = self._net_device(network, x.device)
         logits = self._forward(network, inp.to(dev), *args, **kwargs)
         k = int(logits.shape[1])
-        labels = torch.argmax(torch.softmax(logits.float(), dim=1), dim=1)
+        labels = argmax_channels(torch.softmax(logits.float(), dim=1))
         if not resize:
             return labels, k
         if self.zoom_backend == "scipy":
@@ -258,30 +285,49 @@ class SliceInferer(Inferer):
         ``inputs`` may also be ``(B, C, H, W)``: each item is one slice. Extra ``args``/``kwargs`` go to
         the network.
         """
+        return self._checked_run(inputs, network, False, *args, **kwargs)
+
+    def predict_labels(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Label maps ``(B, H, W, D)`` (``torch.long``): the argmax of :meth:`__call__`, computed slice batch
+        by slice batch so the ``(B, K, H, W, D)`` scores are never held in memory."""
+        return self._checked_run(inputs, network, True, *args, **kwargs)
+
+    def _checked_run(self, inputs, network, labels_only: bool, *args: Any, **kwargs: Any) -> torch.Tensor:
         if not isinstance(inputs, torch.Tensor):
             raise ValueError(f"inputs must be a torch.Tensor (B, C, H, W[, D]), got {type(inputs).__name__}.")
         if inputs.ndim not in (4, 5):
             raise ValueError(f"inputs must be (B, C, H, W, D) or (B, C, H, W), got shape {tuple(inputs.shape)}.")
         ctx = torch.inference_mode() if self.use_inference_mode else torch.no_grad()
         with ctx:
-            return self._run(inputs, network, *args, **kwargs)
+            return self._run(inputs, network, labels_only, *args, **kwargs)
 
-    def _run(self, inputs: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def _run(self, inputs: torch.Tensor, network: Callable, labels_only: bool, *args: Any, **kwargs: Any) -> torch.Tensor:
         out_device = torch.device(self.device) if self.device is not None else inputs.device
         if hasattr(inputs, "as_tensor"):
             inputs = inputs.as_tensor()  # MetaTensor -> plain tensor (meta is not needed per slice)
         volumetric = inputs.ndim == 5
         if volumetric:
             b, c = inputs.shape[:2]
-            slices = inputs.movedim(2 + self.axis, 1)  # (B, S, C, a, b)
+            slices = inputs.movedim(2 + self.axis, 1)  # (B, S, C, a, b), a view
             n_slices = slices.shape[1]
             plane = tuple(slices.shape[3:])
-            flat = slices.reshape(b * n_slices, c, *plane)
+            total = b * n_slices
+
+            def get_chunk(s: int, e: int) -> torch.Tensor:
+                # gather slices s..e-1 of the flattened (B*S) axis into a contiguous batch
+                parts = []
+                for bi in range(s // n_slices, (e - 1) // n_slices + 1):
+                    lo, hi = max(s - bi * n_slices, 0), min(e - bi * n_slices, n_slices)
+                    parts.append(slices[bi, lo:hi])
+                return torch.cat(parts) if len(parts) > 1 else parts[0].contiguous()
         else:
-            flat = inputs
             plane = tuple(inputs.shape[2:])
+            total = inputs.shape[0]
+
+            def get_chunk(s: int, e: int) -> torch.Tensor:
+                return inputs[s:e].contiguous()
+
         dev = self._net_device(network, inputs.device)
-        total = flat.shape[0]
         starts = range(0, total, self.batch_size)
         if self.progress:
             from tqdm.auto import tqdm
@@ -289,20 +335,32 @@ class SliceInferer(Inferer):
             starts = tqdm(starts, desc="slices", unit="batch")
         out: torch.Tensor | None = None
         for s in starts:
-            chunk = flat[s: s + self.batch_size].to(dev).float()
+            e = min(s + self.batch_size, total)
+            chunk = get_chunk(s, e).to(device=dev, dtype=torch.float32)
             if self.mode == "transunet":
                 labels, k = self._transunet_labels(network, chunk, *args, **kwargs)
+            else:
+                y = self._predict_2d_tta(network, chunk, *args, **kwargs) if self.tta else self._predict_2d(network, chunk, *args, **kwargs)
+                k = int(y.shape[1])
+                if labels_only:
+                    labels = argmax_channels(y)
+            if labels_only:
+                if out is None:
+                    out = torch.empty((total, *plane), dtype=torch.long, device=out_device)
+                out[s:e] = labels.to(out_device)
+            elif self.mode == "transunet":
                 if out is None:
                     out = torch.zeros((total, k, *plane), dtype=self.output_dtype, device=out_device)
-                out[s: s + chunk.shape[0]].scatter_(1, labels.to(out_device).long().unsqueeze(1), 1)
-                continue
-            y = self._predict_2d_tta(network, chunk, *args, **kwargs) if self.tta else self._predict_2d(network, chunk, *args, **kwargs)
-            if out is None:
-                out = torch.empty((total, y.shape[1], *plane), dtype=self.output_dtype, device=out_device)
-            out[s: s + y.shape[0]] = y.to(device=out_device, dtype=self.output_dtype)
+                out[s:e].scatter_(1, labels.to(out_device).long().unsqueeze(1), 1)
+            else:
+                if out is None:
+                    out = torch.empty((total, k, *plane), dtype=self.output_dtype, device=out_device)
+                out[s:e] = y.to(device=out_device, dtype=self.output_dtype)
         assert out is not None
         if not volumetric:
             return out
+        if labels_only:
+            return out.reshape(b, n_slices, *plane).movedim(1, 1 + self.axis)
         k = out.shape[1]
         return out.reshape(b, n_slices, k, *plane).movedim(1, 2 + self.axis)
 

@@ -205,3 +205,30 @@ def test_invalid_input():
         SliceInferer()(torch.zeros(1, 1, 4), _tiny_net())
     with pytest.raises(ValueError, match="tta_axes"):
         SliceInferer(tta=True, tta_axes=(2,))
+
+
+@pytest.mark.parametrize("mode", ["resize", "sliding_window", "transunet"])
+def test_predict_labels_equals_argmax_of_scores(mode):
+    net = _tiny_net(out_ch=4, seed=8)
+    x = torch.cat([_volume((1, 1, 40, 30, 5), seed=1), _volume((1, 1, 40, 30, 5), seed=2)])
+    inferer = SliceInferer(roi_size=(24, 24), axis=1, batch_size=7, mode=mode)  # batches straddle the two items
+    labels = inferer.predict_labels(x, net)
+    assert labels.shape == (2, 40, 30, 5) and labels.dtype == torch.long
+    torch.testing.assert_close(labels, inferer(x, net).argmax(1))
+
+
+def test_argmax_channels_matches_torch_with_ties():
+    from svseg.inference import argmax_channels
+
+    a = torch.randn(3, 6, 9, 7)
+    a[:, 3] = a[:, 1]  # exact ties: the first index wins, as torch.argmax
+    torch.testing.assert_close(argmax_channels(a), torch.argmax(a, 1))
+
+
+def test_bfloat16_autocast_close_to_float32():
+    net = _tiny_net()
+    x = _volume((1, 1, 32, 32, 2))
+    full = SliceInferer(roi_size=(32, 32))(x, net)
+    half = SliceInferer(roi_size=(32, 32), amp_dtype=torch.bfloat16)(x, net)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, full, rtol=0.05, atol=0.05)
