@@ -23,9 +23,10 @@ voxel of one mask to the nearest surface voxel of the other.
 Speed: every computation is restricted to the bounding box of the union of the two masks
 plus one voxel of margin. Erosion there equals erosion on the full array (the margin is
 background, and where the box meets the array border it is the array border), and the nearest
-surface voxel of either mask always lies inside the box, so the Euclidean distance transform of
-the cropped box gives exactly the distances of the full volume. medpy computes the transform on
-the full volume; the values are identical.
+surface voxel of either mask always lies inside the box. The nearest-surface distances are then
+found with a KD-tree over the surface-voxel coordinates (or, ``method="edt"``, the Euclidean
+distance transform of the cropped box). medpy computes the distance transform on the full volume;
+in voxel units both give the same float64 values (square root of an exact integer sum of squares).
 """
 from __future__ import annotations
 
@@ -120,7 +121,12 @@ def _cropped(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def surface_distances(
-    pred, ref, spacing: Sequence[float] | float | None = None, connectivity: int = 1, crop: bool = True
+    pred,
+    ref,
+    spacing: Sequence[float] | float | None = None,
+    connectivity: int = 1,
+    crop: bool = True,
+    method: str = "kdtree",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Directed surface distances between two non-empty binary masks.
 
@@ -132,6 +138,11 @@ def surface_distances(
             and MONAI).
         crop: restrict the computation to the bounding box of ``pred | ref`` plus one voxel (exact;
             ``False`` computes on the full arrays, for checking).
+        method: ``"kdtree"`` (nearest surface voxel by a KD-tree over the surface coordinates, the
+            default: fastest, cost grows with the surface area) or ``"edt"`` (Euclidean distance
+            transform of the cropped box, medpy's method; cost grows with the box volume). Both give
+            ``sqrt(sum((d_i * spacing_i)**2))`` for the nearest surface voxel: identical values in voxel
+            units, equal to rounding (1e-15 relative) with a spacing.
 
     Returns:
         ``(d_pred_to_ref, d_ref_to_pred)``: float64 distances from every surface voxel of ``pred``
@@ -149,15 +160,28 @@ def surface_distances(
         raise ValueError("pred is empty: surface distances need a non-empty prediction mask.")
     if not r.any():
         raise ValueError("ref is empty: surface distances need a non-empty reference mask.")
+    if method not in ("kdtree", "edt"):
+        raise ValueError(f"method must be 'kdtree' or 'edt', got {method!r}.")
     sp = _normalize_spacing(spacing, p.ndim)
     if crop:
         p, r = _cropped(p, r)
-    sp_args = {} if sp is None else {"sampling": sp}
     p_border = surface(p, connectivity)
     r_border = surface(r, connectivity)
-    d_pr = ndimage.distance_transform_edt(~r_border, **sp_args)[p_border]
-    d_rp = ndimage.distance_transform_edt(~p_border, **sp_args)[r_border]
-    return d_pr, d_rp
+    if method == "edt":
+        sp_args = {} if sp is None else {"sampling": sp}
+        d_pr = ndimage.distance_transform_edt(~r_border, **sp_args)[p_border]
+        d_rp = ndimage.distance_transform_edt(~p_border, **sp_args)[r_border]
+        return d_pr, d_rp
+    from scipy.spatial import cKDTree
+
+    p_pts = np.argwhere(p_border).astype(np.float64)
+    r_pts = np.argwhere(r_border).astype(np.float64)
+    if sp is not None:
+        p_pts *= sp
+        r_pts *= sp
+    d_pr = cKDTree(r_pts, leafsize=32).query(p_pts, k=1)[0]
+    d_rp = cKDTree(p_pts, leafsize=32).query(r_pts, k=1)[0]
+    return np.asarray(d_pr, dtype=np.float64), np.asarray(d_rp, dtype=np.float64)
 
 
 def hd95_pooled(pred, ref, spacing=None, connectivity: int = 1) -> float:

@@ -166,9 +166,17 @@ def test_crop_is_exact_and_validates():
     pred = np.roll(ref, 2, axis=1)
     for sp in (None, (0.5, 1.0, 2.0)):
         a = surface_distances(pred, ref, sp, crop=True)
-        b = surface_distances(pred, ref, sp, crop=False)
-        np.testing.assert_array_equal(a[0], b[0])
-        np.testing.assert_array_equal(a[1], b[1])
+        b = surface_distances(pred, ref, sp, crop=False, method="edt")
+        c = surface_distances(pred, ref, sp, crop=True, method="edt")
+        for x, y in ((a, b), (c, b)):
+            if sp is None:  # voxel units: bit-identical
+                np.testing.assert_array_equal(x[0], y[0])
+                np.testing.assert_array_equal(x[1], y[1])
+            else:
+                np.testing.assert_allclose(x[0], y[0], rtol=1e-14)
+                np.testing.assert_allclose(x[1], y[1], rtol=1e-14)
+    with pytest.raises(ValueError, match="method"):
+        surface_distances(pred, ref, method="brute")
     with pytest.raises(ValueError, match="same shape"):
         surface_distances(pred, ref[:-1])
     with pytest.raises(ValueError, match="spacing"):
