@@ -136,14 +136,6 @@ def scaled_lr(base_lr: float, batch_size: int, reference_batch: int = 24, diviso
 # ----------------------------------------------------------------------------------------------
 # transforms
 # ----------------------------------------------------------------------------------------------
-def _extra_readers() -> list:
-    try:
-        from svseg.data import readers
-    except ImportError:
-        return []
-    return [getattr(readers, n)() for n in ("NPZReader", "H5Reader") if hasattr(readers, n)]
-
-
 def _intensity(name: str) -> list:
     """Intensity handling of prepared data of dataset ``name``.
 
@@ -173,17 +165,15 @@ def intensity_transforms(dataset_name: str, data_root: str | None, mean: float =
 
 
 def volume_transforms(dataset_name: str, data_root: str | None, mean: float = 0.0, std: float = 1.0) -> Any:
-    """Load an image/label volume channel first, then :func:`intensity_transforms`."""
+    """Load a whole image/label volume channel first (:func:`svseg.data.volume_transforms`: NIfTI, H5 or
+    npz with ``file::key`` selectors, metadata kept), then :func:`intensity_transforms`."""
     from monai import transforms as mt
 
-    loader = mt.LoadImaged(keys=["image", "label"], image_only=True, allow_missing_keys=True)
-    for reader in _extra_readers():  # H5 / NPZ readers of svseg.data, tried before MONAI's defaults
-        loader.register(reader)
-    return mt.Compose([
-        loader,
-        mt.EnsureChannelFirstd(keys=["image", "label"], allow_missing_keys=True),
-        intensity_transforms(dataset_name, data_root, mean=mean, std=std),
-    ])
+    from svseg.data import volume_transforms as data_volume_transforms
+
+    name = effective_dataset(dataset_name, data_root)
+    return mt.Compose([data_volume_transforms(name, prepared=True),
+                       intensity_transforms(dataset_name, data_root, mean=mean, std=std)])
 
 
 def _augmentation(preset: str, roi: Sequence[int]) -> list:
