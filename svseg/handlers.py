@@ -722,7 +722,9 @@ class OOMHint:
     iteration and suggests e.g. ``--batch_size 10`` or ``--roi_size [160,160]`` (the top-level
     override keys of the svseg bundles);
     any other exception is re-raised unchanged. (Registering an ``EXCEPTION_RAISED`` handler
-    replaces ignite's default re-raise, so this handler always raises.)
+    replaces ignite's default re-raise, so this handler always raises.) At ``STARTED`` it moves
+    itself ahead of other ``EXCEPTION_RAISED`` handlers such as MONAI's ``StatsHandler``, which
+    re-raise the original error and would otherwise hide the hint.
 
     Config snippet (the keys are the bundle's own override paths)::
 
@@ -746,6 +748,20 @@ class OOMHint:
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EXCEPTION_RAISED, self)
+        engine.add_event_handler(Events.STARTED, self._move_first)
+
+    def _move_first(self, engine: Engine) -> None:
+        """Handlers that re-raise the original error (MONAI's ``StatsHandler``) would hide the hint
+        if they ran first, so this one moves to the front of the ``EXCEPTION_RAISED`` handlers
+        once all handlers are attached (best effort on ignite's handler list)."""
+        try:
+            handlers = engine._event_handlers[Events.EXCEPTION_RAISED]
+            mine = [h for h in handlers if h[0] is self]
+            if mine and handlers[0] is not mine[0]:
+                handlers.remove(mine[0])
+                handlers.insert(0, mine[0])
+        except (AttributeError, KeyError, TypeError, IndexError):
+            pass
 
     def message(self, engine: Engine | None, exc: BaseException) -> str:
         """The hint text for an OOM raised in ``engine``."""
@@ -769,11 +785,13 @@ class OOMHint:
                 f"(or use mixed precision with --amp true where the bundle supports it).")
 
     def __call__(self, engine: Engine, exc: BaseException) -> None:
-        if not _is_oom(exc):
-            raise exc
+        if not _is_oom(exc) or getattr(exc, "_svseg_oom_hint", False):
+            raise exc  # not an OOM, or already carries the hint (ignite fires this event again outside the epoch)
         oom_type = getattr(torch, "OutOfMemoryError", None)
         new_type = oom_type if (oom_type is not None and isinstance(exc, oom_type)) else RuntimeError
-        raise new_type(self.message(engine, exc)) from exc
+        hinted = new_type(self.message(engine, exc))
+        hinted._svseg_oom_hint = True
+        raise hinted from exc
 
 
 # ----------------------------------------------------------------------------- progress

@@ -323,3 +323,27 @@ def test_resume_after_batch_size_change_restarts_the_interrupted_epoch(tmp_path)
     engine2.add_event_handler(Events.ITERATION_COMPLETED, lambda e: ran.append(e.state.iteration))
     engine2.run(small, max_epochs=3)
     assert ran == list(range(9, 25)) and engine2.state.epoch == 3  # epochs 2 and 3 at 8 iterations each
+
+
+def test_oom_hint_in_monai_supervised_trainer_with_stats_handler_first():
+    """Synthetic OOM raised by the network: the hint reaches the caller even with MONAI's
+    StatsHandler (which re-raises the original error) attached before it."""
+    from monai.data import DataLoader
+    from monai.engines import SupervisedTrainer
+    from monai.handlers import StatsHandler
+
+    class Exploding(torch.nn.Conv2d):
+        def forward(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+    net = Exploding(1, 2, 1)
+    data = [{"image": torch.rand(1, 8, 8), "label": torch.zeros(1, 8, 8)} for _ in range(4)]
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=DataLoader(data, batch_size=2), network=net,
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.1), loss_function=torch.nn.CrossEntropyLoss(),
+        train_handlers=[StatsHandler(name="StatsHandler", iteration_log=False),
+                        OOMHint(batch_size_key="batch_size", roi_key="roi_size", roi_size=[224, 224])],
+    )
+    with pytest.raises(torch.OutOfMemoryError, match=r"--batch_size 1 and/or --roi_size \[160,160\]") as err:
+        trainer.run()
+    assert str(err.value).count("out of memory at epoch 1, iteration 1") == 1
