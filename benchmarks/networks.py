@@ -206,7 +206,7 @@ def measure(
 
 
 def machine_stamp(threads: int) -> str:
-    """CPU model, core count, torch version and threads used."""
+    """CPU model, core count, torch version, threads used and the load average (a busy machine)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -216,7 +216,10 @@ def machine_stamp(threads: int) -> str:
                     break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads"
+    stamp = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads"
+    if hasattr(os, "getloadavg"):
+        stamp += f", 1-min load average {os.getloadavg()[0]:.1f} at start"
+    return stamp
 
 
 # ------------------------------------------------------------------------------ reporting
