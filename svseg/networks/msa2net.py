@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MSA2Net", "MultiScaleGatedAttn", "LKABlock", "DualTransformerBlock", "PatchExpand"]
+__all__ = ["MSA2Net", "MultiScaleGatedAttn", "LKABlock", "DualTransformerBlock", "PatchExpand", "load_maxvit_weights"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
