@@ -636,7 +636,8 @@ class NonFiniteLossError(FloatingPointError):
 class NaNGuard:
     """Stop training at the first NaN/Inf loss with a message naming the epoch and iteration.
 
-    Runs at every ``ITERATION_COMPLETED``; if the loss is not finite it raises
+    Runs at every ``ITERATION_COMPLETED`` (under DDP the ranks agree by an all-reduce, so all of
+    them stop at the same iteration); if the loss is not finite it raises
     :class:`NonFiniteLossError` (or, with ``raise_error=False``, logs the message and calls
     ``engine.terminate()``). Nothing is saved for the bad state: :class:`AtomicCheckpointSaver`
     refuses non-finite states, so ``checkpoint_latest.pt`` stays the last good checkpoint, which
@@ -663,13 +664,26 @@ class NaNGuard:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
+    @staticmethod
+    def _any_rank_bad(bad: bool) -> bool:
+        """Under DDP, whether any rank saw a non-finite loss (so all ranks stop at the same
+        iteration instead of the healthy ones hanging in the next all-reduce)."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return bad
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        flag = torch.tensor([1.0 if bad else 0.0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+
     def __call__(self, engine: Engine) -> None:
         loss = self.output_transform(engine.state.output)
-        if loss is None:
+        if loss is not None:
+            loss = float(loss.item() if torch.is_tensor(loss) else loss)
+        bad = loss is not None and not math.isfinite(loss)
+        if not self._any_rank_bad(bad):
             return
-        loss = float(loss.item() if torch.is_tensor(loss) else loss)
-        if math.isfinite(loss):
-            return
+        if loss is None or math.isfinite(loss):
+            loss = float("nan")  # another rank's loss was not finite
         epoch_length = engine.state.epoch_length
         within = ""
         if epoch_length:
