@@ -530,8 +530,8 @@ def inference_datalist(input_dir: str | None, dataset_name: str, data_root: str 
 # ----------------------------------------------------------------------------------------------
 # distributed (torchrun) helpers used by multi_gpu_train.json
 # ----------------------------------------------------------------------------------------------
-_RANK0_ONLY = ("CheckpointSaver", "StatsHandler", "TensorBoardStatsHandler", "TensorBoardStats", "MLFlowHandler", "ProgressPlotHandler",
-               "ProgressPlot", "OverlayHandler", "AtomicCheckpointSaver")
+_RANK0_ONLY = ("CheckpointSaver", "StatsHandler", "TensorBoardStatsHandler", "TensorBoardStats", "MLFlowHandler",
+               "ProgressPlot", "AtomicCheckpointSaver", "EpochProgressBar")
 
 
 def init_distributed(backend: str | None = None) -> None:
