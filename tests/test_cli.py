@@ -180,7 +180,8 @@ def test_cli_predict_keeps_geometry_with_a_small_network(tmp_path):
     img, _, _ = _synthetic_case(shape=(24, 20, 3))
     (tmp_path / "in").mkdir()
     nib.save(nib.Nifti1Image(img, AFFINE), tmp_path / "in" / "scan.nii.gz")
-    nib.save(nib.Nifti1Image(img[::-1].copy(), AFFINE), tmp_path / "in" / "scan2.nii.gz")
+    permuted = np.array([[-1.5, 0, 0, 30.0], [0, 0, 2.0, -7.0], [0, -1.2, 0, 2.0], [0, 0, 0, 1]])  # not RAS
+    nib.save(nib.Nifti1Image(img[::-1].copy(), permuted), tmp_path / "in" / "scan2.nii.gz")
     net_def = {"_target_": "monai.networks.nets.UNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 3,
                "channels": [4, 8], "strides": [2], "num_res_units": 0}
     from monai.networks.nets import UNet
@@ -200,6 +201,9 @@ def test_cli_predict_keeps_geometry_with_a_small_network(tmp_path):
     assert main(["predict", "--bundle", "msa2net", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out2"),
                  *common]) == 0
     assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["scan2_seg.nii.gz", "scan_seg.nii.gz"]
+    seg2 = nib.load(tmp_path / "out2" / "scan2_seg.nii.gz")
+    assert seg2.shape == img.shape
+    np.testing.assert_allclose(seg2.affine, permuted, atol=1e-5)
 
 
 @pytest.mark.slow
