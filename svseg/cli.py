@@ -334,7 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default="auto", choices=("auto", "true", "false"),
                    help="auto: resume if a checkpoint exists; true: it must exist; false: start anew")
     p.add_argument("--tracking", default="tensorboard", choices=("tensorboard", "mlflow", "none"),
-                   help="experiment tracking: TensorBoard event files (bundle default) or MLflow (pip install 'svseg[mlflow]')")
+                   help="experiment tracking: TensorBoard event files (the bundle's own handlers) or MLflow through MONAI's "
+                        "bundle tracking (MLFlowHandler on train#trainer and validate#evaluator, store "
+                        "<output>/mlruns.db; pip install 'svseg[mlflow]'); none leaves the bundle's handlers as they are")
     p.add_argument("--config", action="append", default=[], metavar="FILE",
                    help="extra config file under the bundle's configs/ merged after train.json (repeatable), e.g. demo.json")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",

@@ -17,7 +17,10 @@ calls it for every entry of ``train_handlers``), all constructible from a bundle
 - :class:`OOMHint`: turns an out-of-memory error into one that names the overrides to lower.
 - :class:`ProgressPlot`: ``progress.png`` (loss, validation Dice, learning rate, epoch time per
   epoch, like nnU-Net) plus ``progress.csv`` / ``progress.json``, rewritten atomically per epoch.
-- :class:`ExperimentTracker`: TensorBoard (default) or MLflow (``tracking="mlflow"``).
+- :class:`ExperimentTracker`: TensorBoard (default) or MLflow (``tracking="mlflow"``). For
+  bundles, ``svseg train --tracking mlflow`` (= ``python -m monai.bundle run --tracking mlflow``)
+  instead uses MONAI's own bundle tracking, which adds ``MLFlowHandler`` to ``train#trainer`` and
+  ``validate#evaluator``.
 - :class:`EpochProgressBar`: a tqdm bar per epoch, silent when stderr is not a terminal.
 
 Everything that writes files does so on rank 0 only when ``torch.distributed`` is initialised.
@@ -37,7 +40,7 @@ first, the checkpoint saver last)::
       {"_target_": "svseg.handlers.ProgressPlot", "output_dir": "@output_dir",
        "optimizer": "@optimizer", "metric_engine": "@validate#evaluator"},
       {"_target_": "svseg.handlers.ExperimentTracker", "output_dir": "@output_dir",
-       "tracking": "@tracking", "optimizer": "@optimizer", "metric_engine": "@validate#evaluator"},
+       "tracking": "tensorboard", "optimizer": "@optimizer", "metric_engine": "@validate#evaluator"},
       {"_target_": "svseg.handlers.EpochProgressBar"},
       {"_target_": "svseg.handlers.AtomicCheckpointSaver", "output_dir": "@output_dir",
        "network": "@network", "optimizer": "@optimizer", "lr_scheduler": "@lr_scheduler",
@@ -993,6 +996,9 @@ class ExperimentTracker:
     (default ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<output_dir>/mlflow.db``; view with
     ``mlflow ui --backend-store-uri sqlite:///<output_dir>/mlflow.db``) under ``experiment_name``. ``tracking="none"``
     disables it. Rank 0 only.
+
+    (In a bundle run, MONAI's own ``--tracking mlflow`` is the alternative: it needs no config
+    entry; see :mod:`svseg.cli`.)
 
     Config snippet (``tracking`` is ``"tensorboard"``, ``"mlflow"`` or ``"none"``)::
 
