@@ -243,6 +243,15 @@ def _current_lr(optimizer: torch.optim.Optimizer | None, engine: Engine) -> floa
     return float(optimizer.param_groups[0]["lr"])
 
 
+def _scaler_state(engine: Engine) -> dict | None:
+    """State of the AMP ``GradScaler`` of a MONAI trainer (``engine.scaler``), if any."""
+    scaler = getattr(engine, "scaler", None)
+    if scaler is None or not hasattr(scaler, "state_dict"):
+        return None
+    state = scaler.state_dict()
+    return dict(state) if state else None
+
+
 def _remove_stale_temps(directory: Path, name: str) -> None:
     """Delete temporary files a killed writer may have left (``.<name>.*.tmp``)."""
     for tmp in glob.glob(str(directory / f".{name}.*.tmp*")):
@@ -310,7 +319,7 @@ class AtomicCheckpointSaver:
     key metric improves.
 
     The checkpoint is a dict with ``network`` (unwrapped from DDP), ``optimizer``,
-    ``lr_scheduler``, ``trainer`` (ignite ``engine.state_dict()``: iteration, epoch_length,
+    ``lr_scheduler``, ``scaler`` (MONAI's AMP ``GradScaler``, when ``amp=True``), ``trainer`` (ignite ``engine.state_dict()``: iteration, epoch_length,
     max_epochs), ``rng`` (Python/NumPy/torch, see :func:`collect_rng_state`),
     ``transform_rng`` (the random states of MONAI random transforms when the loader has no
     workers), ``best`` (best metric so far) and ``meta`` (epoch, iteration, whether the epoch's
@@ -401,6 +410,7 @@ class AtomicCheckpointSaver:
             "network": _unwrap(self.network).state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,
+            "scaler": _scaler_state(engine),
             "trainer": {k: v for k, v in engine.state_dict().items() if k != "epoch"},
             "rng": collect_rng_state(),
             "transform_rng": [_rs_to_dict(rs) for rs in _transform_states(dataloader)],
@@ -457,7 +467,8 @@ class AtomicCheckpointSaver:
 class CheckpointResumer:
     """Resume a killed training run from ``<output_dir>/checkpoint_latest.pt``.
 
-    At ``STARTED`` it restores the network, optimizer, LR scheduler, best metric and the trainer's
+    At ``STARTED`` it restores the network, optimizer, LR scheduler, AMP grad scaler, best metric
+    and the trainer's
     iteration/epoch (ignite then runs only the rest of the interrupted epoch, because it counts
     the epoch's iterations from ``iteration % epoch_length``), keeping the trainer's own
     ``max_epochs`` so the resumed run ends after the same number of epochs as an uninterrupted
@@ -557,6 +568,9 @@ class CheckpointResumer:
         if self.lr_scheduler is not None and ckpt.get("lr_scheduler") is not None:
             self.lr_scheduler.load_state_dict(ckpt["lr_scheduler"])
 
+        scaler = getattr(engine, "scaler", None)  # MONAI's AMP GradScaler (amp=True)
+        if scaler is not None and ckpt.get("scaler") and hasattr(scaler, "load_state_dict"):
+            scaler.load_state_dict(ckpt["scaler"])
         prior_max_epochs = engine.state.max_epochs
         prior_epoch_length = engine.state.epoch_length
         trainer_state = dict(ckpt["trainer"])

@@ -347,3 +347,26 @@ def test_oom_hint_in_monai_supervised_trainer_with_stats_handler_first():
     with pytest.raises(torch.OutOfMemoryError, match=r"--batch_size 1 and/or --roi_size \[160,160\]") as err:
         trainer.run()
     assert str(err.value).count("out of memory at epoch 1, iteration 1") == 1
+
+
+def test_amp_scaler_state_is_saved_and_restored(tmp_path):
+    class Scaler:  # stands in for MONAI's engine.scaler (torch.amp.GradScaler)
+        def __init__(self, scale):
+            self.scale = scale
+
+        def state_dict(self):
+            return {"scale": self.scale, "_growth_tracker": 3}
+
+        def load_state_dict(self, d):
+            self.scale = d["scale"]
+
+    engine, net, opt, sched, data = _make()
+    engine.scaler = Scaler(512.0)
+    AtomicCheckpointSaver(tmp_path, net, opt, sched).attach(engine)
+    engine.run(data, max_epochs=1)
+    assert torch.load(tmp_path / "checkpoint_latest.pt", weights_only=True)["scaler"]["scale"] == 512.0
+    engine2, net2, opt2, sched2, data2 = _make()
+    engine2.scaler = Scaler(65536.0)
+    CheckpointResumer(tmp_path, net2, opt2, sched2).attach(engine2)
+    engine2.run(data2, max_epochs=1)
+    assert engine2.scaler.scale == 512.0
