@@ -212,21 +212,9 @@ def _demo_overlays(out: Path, args: argparse.Namespace) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    opts = parse_overrides(args.option)
-    if args.dataset == "demo":
-        from svseg.data.demo import prepare_demo
+    from svseg.data import prepare
 
-        path = prepare_demo(args.output, tiny=bool(opts.pop("tiny", False)), force=bool(opts.pop("force", False)))
-        if opts:
-            raise ValueError(f"unknown option(s) for the demo data: {', '.join(opts)} (known: tiny, force).")
-    else:
-        try:
-            from svseg.data import prepare
-        except ImportError as e:
-            raise RuntimeError("svseg.data.prepare is not available in this version of svseg.") from e
-        if args.source is None:
-            raise ValueError(f"--source is required to prepare {args.dataset!r}.")
-        path = prepare(args.dataset, args.source, args.output, **opts)
+    path = prepare(args.dataset, args.source, args.output, **parse_overrides(args.option))
     print(f"prepared {args.dataset} in {path}")
     return 0
 
@@ -312,13 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", formatter_class=_Formatter, help="convert a downloaded data set into svseg's layout",
                        description="Convert a downloaded data set (synapse, lits, acdc) into svseg's layout with a "
-                                   "Decathlon-style datalist, or build the demo data. Calls svseg.data.prepare "
-                                   "(svseg.data.prepare_demo for 'demo').")
+                                   "Decathlon-style datalist, or build the demo data. Calls svseg.data.prepare.")
     p.add_argument("dataset", help="data set name: synapse, lits, acdc or demo")
-    p.add_argument("--source", default=None, help="folder of the downloaded data (not needed for demo)")
-    p.add_argument("--output", required=True, help="destination folder")
+    p.add_argument("--source", default=None, help="folder (or archive) of the downloaded release (not needed for demo)")
+    p.add_argument("--output", default=None, help="destination folder (default $SVSEG_DATA_DIR/<dataset>)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra keyword for the converter (repeatable), e.g. --option tiny=true; values parsed as JSON")
+                   help="extra keyword for the converter (repeatable), e.g. --option tiny=true or "
+                        "--option overwrite=true; values parsed as JSON")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train", formatter_class=_Formatter, help="train a bundle (resumes automatically)",

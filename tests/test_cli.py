@@ -311,3 +311,11 @@ def test_cli_train_resumes_automatically(tmp_path):
     assert progress[0] == first[0]  # epoch 1 was not trained again (same loss and epoch time)
     with pytest.raises(SystemExit):
         main([*args, "--tracking", "bogus"])
+
+
+def test_cli_prepare_demo_and_missing_source(tmp_path, capsys):
+    assert main(["prepare", "demo", "--output", str(tmp_path / "demo"), "--option", "tiny=true"]) == 0
+    assert (tmp_path / "demo" / "dataset.json").is_file()
+    assert str(tmp_path / "demo") in capsys.readouterr().out
+    assert main(["prepare", "synapse", "--output", str(tmp_path / "syn")]) == 2
+    assert "source" in capsys.readouterr().err
