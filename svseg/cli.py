@@ -280,8 +280,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``svseg`` argument parser (one subparser per command)."""
-    parser = argparse.ArgumentParser(prog="svseg", description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
-                                     formatter_class=_Formatter)
+    import textwrap
+
+    parts = __doc__.split("\n\n")
+    description = parts[0] + "\n\n" + textwrap.dedent(parts[2])
+    epilog = textwrap.dedent("""\
+        examples:
+          svseg demo --output outputs/demo
+          svseg prepare synapse --source ~/Downloads/Synapse --output data/synapse
+          svseg train --bundle msa2net --dataset synapse --data-root data/synapse --output runs/msa2net
+          svseg predict --bundle msa2net --input scan.nii.gz --output pred/ --checkpoint runs/msa2net/models/model.pt
+          svseg evaluate --pred pred/ --ref data/synapse/labelsTs --protocol transunet --output eval/ --images data/synapse/imagesTs
+          svseg report eval/
+        """)
+    parser = argparse.ArgumentParser(prog="svseg", description=description, epilog=epilog, formatter_class=_Formatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level instead of INFO")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

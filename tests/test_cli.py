@@ -79,6 +79,10 @@ def test_help_explains_every_option(capsys):
 def test_console_entry_point_runs_as_module():
     out = subprocess.run([sys.executable, "-m", "svseg.cli", "evaluate", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--protocol" in out.stdout and "transunet" in out.stdout
+    script = Path(sys.executable).parent / "svseg"  # the console script of setup.cfg, when installed
+    if script.exists():
+        out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "svseg predict" in out.stdout and "examples:" in out.stdout
 
 
 def test_parse_overrides():
