@@ -473,6 +473,8 @@ def report(output_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = N
     if overlays and pred_dir is not None and image_dir is not None:
         result["overlays"] = write_overlays(pred_dir, ref_dir, image_dir, out, n_slices=n_slices, axis=axis,
                                             class_names=class_names)
+    elif (out / "overlays").is_dir() and any((out / "overlays").glob("*.png")):
+        result["overlays"] = sorted((out / "overlays").glob("*.png"))  # kept as they are
     elif overlays and print_summary:
         print("no overlays: pass --images (and --pred/--ref) to draw them.")
     text = format_summary(out)
