@@ -70,3 +70,15 @@ def test_demo_override_is_short_schedule_and_default_is_paper():
     demo.read_config([str(cfg / "train.json"), str(cfg / "demo.json")])
     assert demo["optimizer#_target_"] == "torch.optim.AdamW" and demo["optimizer#lr"] == 1e-3
     assert demo["max_epochs"] * demo["train#epoch_length"] == 144 and demo["batch_size"] == 4
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inference_config_is_standalone(name):
+    """Every reference inside inference.json's network_def resolves within inference.json itself."""
+    import json
+    import re
+
+    cfg = json.loads((BUNDLES / name / "configs" / "inference.json").read_text())
+    refs = set(re.findall(r"@([A-Za-z_][A-Za-z0-9_#]*)", json.dumps(cfg)))
+    missing = sorted(r for r in refs if r.split("#")[0] not in cfg)
+    assert not missing, f"{name}: inference.json refers to keys it does not define: {missing}"
