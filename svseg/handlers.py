@@ -963,6 +963,7 @@ class ProgressPlot:
 def plot_progress(history: Sequence[Mapping], figsize: Sequence[float] = (10.0, 8.0), metric_label: str = "val_mean_dice") -> Any:
     """A 2x2 matplotlib figure of a :class:`ProgressPlot` history (loss, metric, LR, epoch time)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     def series(key: str) -> tuple[list, list]:
         xs, ys = [], []
@@ -992,6 +993,7 @@ def plot_progress(history: Sequence[Mapping], figsize: Sequence[float] = (10.0, 
             ax.legend(loc="best", fontsize=8)
         else:
             ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes, color="grey")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
