@@ -629,8 +629,9 @@ class CheckpointResumer:
                 sampler.skip_next(within * int(batch_size))
             else:
                 self.logger.warning(
-                    "resuming mid-epoch without svseg.handlers.ResumableSampler: the rest of epoch "
-                    f"{engine.state.epoch + 1} ({epoch_length - within} iterations) uses a new data order."
+                    "resuming mid-epoch without skipping the trained batches (that needs "
+                    "svseg.handlers.ResumableSampler as the loader's sampler and epoch_length == len(dataloader)): "
+                    f"the rest of epoch {engine.state.epoch + 1} ({epoch_length - within} iterations) uses a new data order."
                 )
             self._pending_rng = ckpt["rng"]
         else:
