@@ -559,7 +559,13 @@ class CheckpointResumer:
                 self.logger.info(f"no checkpoint at {self.path}; starting a new run.")
                 return
             raise FileNotFoundError(f"resume=True but the checkpoint {self.path} does not exist.")
-        ckpt = torch.load(self.path, map_location=self.map_location, weights_only=True)
+        try:
+            ckpt = torch.load(self.path, map_location=self.map_location, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - re-raised with the file and the way out
+            raise RuntimeError(
+                f"cannot read the checkpoint {self.path} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                "move it away or set resume=False to start a new run."
+            ) from e
         if not isinstance(ckpt, Mapping) or "trainer" not in ckpt or "network" not in ckpt:
             raise ValueError(f"{self.path} is not an svseg training checkpoint (no 'trainer'/'network' entries).")
         _unwrap(self.network).load_state_dict(ckpt["network"], strict=self.strict)

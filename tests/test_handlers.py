@@ -125,6 +125,11 @@ def test_resumer_errors(tmp_path):
     engine = Engine(lambda e, b: None)
     CheckpointResumer(tmp_path, net, resume="auto").attach(engine)  # nothing there: new run
     assert engine.run([0, 1], max_epochs=1).iteration == 2
+    (tmp_path / "checkpoint_latest.pt").write_bytes(b"not a checkpoint")  # e.g. written by another tool
+    engine = Engine(lambda e, b: None)
+    CheckpointResumer(tmp_path, net, resume="auto").attach(engine)
+    with pytest.raises(RuntimeError, match="cannot read the checkpoint .*resume=False"):
+        engine.run([0], max_epochs=1)
 
 
 def test_resumable_sampler_order_and_skip():
