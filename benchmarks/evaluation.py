@@ -101,11 +101,14 @@ def medpy_transunet_case(pred: np.ndarray, ref: np.ndarray, n_classes: int = 9) 
     return out
 
 
+# VmHWM (peak resident set of this process image) rather than ru_maxrss: on Linux ru_maxrss survives
+# exec and would include the parent's resident memory at fork time.
 _RSS_CHILD = r"""
-import resource, sys, json
+import sys, json
 from svseg.evaluation import evaluate_folders
 s = evaluate_folders(sys.argv[1], sys.argv[2], sys.argv[3], protocol="standard", progress=False)
-print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "dice": s["overall"]["dice"]}))
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"maxrss_kib": hwm, "dice": s["overall"]["dice"]}))
 """
 
 
@@ -185,16 +188,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--cases", type=int, default=12)
     parser.add_argument("--medpy-cases", type=int, default=12)
     parser.add_argument("--no-rss", action="store_true")
+    parser.add_argument("--rss-only", action="store_true", help="only the peak-memory measurement")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     result = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes")}
-    result["hd95"] = run(args.cases, args.medpy_cases)
+    if not args.rss_only:
+        result["hd95"] = run(args.cases, args.medpy_cases)
     if not args.no_rss:
         result["rss"] = peak_rss_one_case()
         print(json.dumps(result["rss"]), flush=True)
-    summary = {k: v for k, v in result["hd95"].items() if k != "per_case"}
-    print(json.dumps(summary, indent=2))
+    if not args.rss_only:
+        summary = {k: v for k, v in result["hd95"].items() if k != "per_case"}
+        print(json.dumps(summary, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result
