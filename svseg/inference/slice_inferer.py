@@ -69,6 +69,16 @@ def scipy_nearest_indices(n_in: int, n_out: int) -> torch.Tensor:
     return torch.from_numpy(np.clip(idx, 0, n_in - 1))
 
 
+def _dtype(value: torch.dtype | str | None, name: str) -> torch.dtype | None:
+    """A torch dtype from a dtype or its name (``"bfloat16"``, ``"torch.float16"``), for JSON configs."""
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    dt = getattr(torch, str(value).replace("torch.", ""), None)
+    if not isinstance(dt, torch.dtype):
+        raise ValueError(f"{name} must be a torch dtype or its name, got {value!r}.")
+    return dt
+
+
 def argmax_channels(scores: torch.Tensor) -> torch.Tensor:
     """``torch.argmax(scores, dim=1)`` (first maximum wins), faster on CPU for few channels.
 
@@ -153,10 +163,10 @@ class SliceInferer(Inferer):
         normalize: tuple[float, float] | None = None,
         zoom_backend: str = "scipy",
         channels_last: bool = False,
-        output_dtype: torch.dtype = torch.float32,
+        output_dtype: torch.dtype | str = torch.float32,
         device: torch.device | str | None = None,
         use_inference_mode: bool = True,
-        amp_dtype: torch.dtype | None = None,
+        amp_dtype: torch.dtype | str | None = None,
         progress: bool = False,
     ) -> None:
         super().__init__()
@@ -194,10 +204,10 @@ class SliceInferer(Inferer):
         self.normalize = None if normalize is None else (float(normalize[0]), float(normalize[1]))
         self.zoom_backend = zoom_backend
         self.channels_last = bool(channels_last)
-        self.output_dtype = output_dtype
+        self.output_dtype = _dtype(output_dtype, "output_dtype")
         self.device = device
         self.use_inference_mode = bool(use_inference_mode)
-        self.amp_dtype = amp_dtype
+        self.amp_dtype = _dtype(amp_dtype, "amp_dtype")
         self.progress = bool(progress)
 
     # ------------------------------------------------------------------ helpers

@@ -232,3 +232,18 @@ def test_bfloat16_autocast_close_to_float32():
     half = SliceInferer(roi_size=(32, 32), amp_dtype=torch.bfloat16)(x, net)
     assert half.dtype == torch.float32
     torch.testing.assert_close(half, full, rtol=0.05, atol=0.05)
+
+
+def test_bundle_config_instantiation():
+    """As a bundle's inference.json would build it (lists and dtype names from JSON)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser(
+        {"inferer": {"_target_": "svseg.inference.SliceInferer", "roi_size": [16, 16], "axis": 2, "batch_size": 4,
+                     "mode": "resize", "amp_dtype": "bfloat16", "output_dtype": "float16"}}
+    )
+    inferer = parser.get_parsed_content("inferer")
+    assert inferer.amp_dtype is torch.bfloat16 and inferer.output_dtype is torch.float16
+    assert inferer(_volume((1, 1, 20, 20, 2)), _tiny_net()).shape == (1, 3, 20, 20, 2)
+    with pytest.raises(ValueError, match="amp_dtype"):
+        SliceInferer(amp_dtype="float99")
