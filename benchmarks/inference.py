@@ -97,7 +97,12 @@ def train_or_load(net: torch.nn.Module, vol: np.ndarray, lab: np.ndarray, iters:
     return {"trained_now": True, "iterations": iters, "train_s": time.perf_counter() - t, "final_loss": float(loss)}
 
 
-def reference_loop(vol: np.ndarray, net: torch.nn.Module) -> np.ndarray:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reference_loop(vol: np.ndarray, net: torch.nn.Module, device: torch.device = torch.device("cpu")) -> np.ndarray:
     """TransUNet's test_single_volume loop (slices along the last axis here), batch 1, scipy zoom."""
     from scipy.ndimage import zoom
 
@@ -106,21 +111,23 @@ def reference_loop(vol: np.ndarray, net: torch.nn.Module) -> np.ndarray:
         sl = vol[:, :, ind]
         x, y = sl.shape
         sl = zoom(sl, (ROI[0] / x, ROI[1] / y), order=3)
-        inp = torch.from_numpy(sl).unsqueeze(0).unsqueeze(0).float()
+        inp = torch.from_numpy(sl).unsqueeze(0).unsqueeze(0).float().to(device)
         with torch.no_grad():
-            out = torch.argmax(torch.softmax(net(inp), dim=1), dim=1).squeeze(0).numpy()
+            out = torch.argmax(torch.softmax(net(inp), dim=1), dim=1).squeeze(0).cpu().numpy()
         prediction[:, :, ind] = zoom(out, (x / ROI[0], y / ROI[1]), order=0)
     return prediction
 
 
-def matmul_flops(n: int = 2048, dtype=torch.float32, reps: int = 5) -> float:
-    a = torch.rand(n, n, dtype=dtype)
-    b = torch.rand(n, n, dtype=dtype)
+def matmul_flops(n: int = 2048, dtype=torch.float32, reps: int = 5, device=torch.device("cpu")) -> float:
+    a = torch.rand(n, n, dtype=dtype, device=device)
+    b = torch.rand(n, n, dtype=dtype, device=device)
     a @ b
+    _sync(device)
     times = []
     for _ in range(reps):
         t = time.perf_counter()
         a @ b
+        _sync(device)
         times.append(time.perf_counter() - t)
     return 2.0 * n**3 / statistics.median(times)
 
@@ -159,15 +166,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--train-iters", type=int, default=120)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "svseg" / "benchmarks" / "unet_mni152_224.pt")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (training always runs on CPU)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
 
     vol, lab = build_volume()
     net = build_network()
     train_info = train_or_load(net, vol, lab, args.train_iters, args.cache)
     net.eval()
-    x = torch.from_numpy(vol)[None, None]
     flops_per_slice = network_flops(net)
+    net.to(device)
+    x = torch.from_numpy(vol)[None, None]
     n_slices = vol.shape[2]
     variants = {
         "svseg_exact_scipy_fp32": SliceInferer(ROI, axis=2, batch_size=args.batch_size, mode="transunet", zoom_backend="scipy"),
@@ -179,14 +189,17 @@ def main(argv=None) -> dict:
     times: dict[str, list[float]] = {"reference": [], **{k: [] for k in variants}, "net_only_fp32": [], "net_only_bf16": []}
     mm: dict[str, list[float]] = {"fp32": [], "bf16": []}
     preds: dict[str, np.ndarray] = {}
-    batch224 = F.interpolate(x[0].permute(3, 0, 1, 2), size=ROI, mode="bicubic", align_corners=True)
+    batch224 = F.interpolate(x[0].permute(3, 0, 1, 2), size=ROI, mode="bicubic", align_corners=True).to(device)
+    amp_device = device.type
     for _ in range(args.repeats):
         t = time.perf_counter()
-        preds["reference"] = reference_loop(vol, net)
+        preds["reference"] = reference_loop(vol, net, device)
+        _sync(device)
         times["reference"].append(time.perf_counter() - t)
         for name, inferer in variants.items():
             t = time.perf_counter()
             labels = inferer.predict_labels(x, net)
+            _sync(device)
             times[name].append(time.perf_counter() - t)
             preds[name] = labels[0].numpy().astype(np.uint8)
             del labels
@@ -197,18 +210,19 @@ def main(argv=None) -> dict:
                     if amp is None:
                         net(batch224[s: s + args.batch_size])
                     else:
-                        with torch.autocast("cpu", dtype=amp):
+                        with torch.autocast(amp_device, dtype=amp):
                             net(batch224[s: s + args.batch_size])
+            _sync(device)
             times[name].append(time.perf_counter() - t)
-        mm["fp32"].append(matmul_flops())
-        mm["bf16"].append(matmul_flops(dtype=torch.bfloat16))
+        mm["fp32"].append(matmul_flops(device=device))
+        mm["bf16"].append(matmul_flops(dtype=torch.bfloat16, device=device))
 
     med = {k: statistics.median(v) for k, v in times.items()}
     mm_med = {k: statistics.median(v) for k, v in mm.items()}
     total_flops = flops_per_slice * n_slices
     ref = preds["reference"]
     result = {
-        "machine": machine(),
+        "machine": machine() + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
         "threads": args.threads,
         "volume_shape": list(vol.shape),
