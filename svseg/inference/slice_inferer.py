@@ -276,6 +276,8 @@ class SliceInferer(Inferer):
         logits = self._forward(network, inp.to(dev), *args, **kwargs)
         k = int(logits.shape[1])
         labels = argmax_channels(torch.softmax(logits.float(), dim=1))
+        if k <= 256:
+            labels = labels.to(torch.uint8)  # 8x less memory traffic for the upsampling gather
         if not resize:
             return labels, k
         if self.zoom_backend == "scipy":
@@ -298,8 +300,9 @@ class SliceInferer(Inferer):
         return self._checked_run(inputs, network, False, *args, **kwargs)
 
     def predict_labels(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
-        """Label maps ``(B, H, W, D)`` (``torch.long``): the argmax of :meth:`__call__`, computed slice batch
-        by slice batch so the ``(B, K, H, W, D)`` scores are never held in memory."""
+        """Label maps ``(B, H, W, D)``: the argmax of :meth:`__call__`, computed slice batch by slice batch so
+        the ``(B, K, H, W, D)`` scores are never held in memory. dtype ``torch.uint8`` for up to 256
+        classes (a Synapse volume then takes 50 MB instead of 400 MB), ``torch.long`` otherwise."""
         return self._checked_run(inputs, network, True, *args, **kwargs)
 
     def _checked_run(self, inputs, network, labels_only: bool, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -356,7 +359,7 @@ class SliceInferer(Inferer):
                     labels = argmax_channels(y)
             if labels_only:
                 if out is None:
-                    out = torch.empty((total, *plane), dtype=torch.long, device=out_device)
+                    out = torch.empty((total, *plane), dtype=torch.uint8 if k <= 256 else torch.long, device=out_device)
                 out[s:e] = labels.to(out_device)
             elif self.mode == "transunet":
                 if out is None:
