@@ -446,11 +446,14 @@ def _spacing(image: Any) -> tuple | None:
 
 def evaluate_volumes(network: torch.nn.Module, dataset: Dataset, inferer: Callable, class_names: Sequence[str],
                      output_dir: str, protocol: str = "standard", device: str | torch.device = "cpu",
-                     ckpt_path: str | None = None, save_predictions: bool = False) -> dict:
+                     ckpt_path: str | None = None, save_predictions: bool = False,
+                     overlays: bool = True) -> dict:
     """Predict every volume of ``dataset`` slice by slice and write ``metrics.csv`` + ``summary.json``.
 
     Metrics are computed in 3D on each whole volume by :mod:`svseg.evaluation` (one row per case
-    and class). Returns the summary dict.
+    and class). With ``overlays`` an ``overlays/<case>.png`` (a few slices, ground-truth and
+    prediction contours) is drawn per case; ``save_predictions`` writes
+    ``predictions/<case>.nii.gz`` with the image's original affine. Returns the summary dict.
     """
     device = resolve_device(device)
     network = network.to(device)
@@ -470,30 +473,27 @@ def evaluate_volumes(network: torch.nn.Module, dataset: Dataset, inferer: Callab
         rows.extend(_compat.evaluate_case(pred, ref, class_names=list(class_names), spacing=spacing,
                                           protocol=protocol, case=case))
         if save_predictions:
-            _write_nifti(pred, image, os.path.join(output_dir, "predictions", f"{case}.nii.gz"))
+            from svseg.inference import write_nifti
+
+            write_nifti(pred, image, os.path.join(output_dir, "predictions", f"{case}.nii.gz"))
+        if overlays:
+            from svseg.report import write_case_overlay
+
+            try:
+                write_case_overlay(image, d["label"], pred, output_dir, case, class_names=list(class_names))
+            except Exception as e:  # a picture must never cost the metrics; say why it is missing
+                logger.warning("overlay for %s not drawn: %s: %s", case, type(e).__name__, e)
         logger.info("evaluated %s (%d/%d)", case, i + 1, len(dataset))
     summary = _compat.write_report(rows, output_dir, protocol=protocol)
     logger.info("wrote %s and %s", os.path.join(output_dir, "metrics.csv"), os.path.join(output_dir, "summary.json"))
     return summary
 
 
-def _write_nifti(array: np.ndarray, like: Any, path: str) -> str:
-    import nibabel as nib
-
-    affine = np.eye(4)
-    meta = getattr(like, "meta", None)
-    if meta is not None and "affine" in meta:
-        affine = np.asarray(torch.as_tensor(meta["affine"]).cpu().numpy(), dtype=np.float64)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp.nii.gz")
-    nib.save(nib.Nifti1Image(array, affine), tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def predict_volumes(network: torch.nn.Module, dataset: Dataset, inferer: Callable, output_dir: str,
                     device: str | torch.device = "cpu", ckpt_path: str | None = None) -> list[str]:
     """Write one NIfTI label map per volume of ``dataset`` (``<output_dir>/<case>_seg.nii.gz``, input affine kept)."""
+    from svseg.inference import write_nifti
+
     device = resolve_device(device)
     network = network.to(device)
     _load_weights(network, ckpt_path, device)
@@ -509,7 +509,7 @@ def predict_volumes(network: torch.nn.Module, dataset: Dataset, inferer: Callabl
         with torch.no_grad():
             logits = inferer(torch.as_tensor(image)[None].to(device), network)
         pred = torch.argmax(logits, dim=1)[0].cpu().numpy().astype(np.uint8)
-        written.append(_write_nifti(pred, image, os.path.join(output_dir, f"{case}_seg.nii.gz")))
+        written.append(str(write_nifti(pred, image, os.path.join(output_dir, f"{case}_seg.nii.gz"))))
         logger.info("predicted %s -> %s", case, written[-1])
     return written
 

@@ -108,7 +108,7 @@ def run_demo(output_dir: str | os.PathLike = "outputs/demo", data_dir: str | os.
         override.update({"max_epochs": epochs, "train#epoch_length": min(per_epoch, int(max_iterations))})
     run_bundle("training", bundle, ("train.json", "demo.json"), **override)
     t_train = time.perf_counter() - t0 - t_data
-    run_bundle("evaluating", bundle, ("train.json", "demo.json", "evaluate.json"), **override)
+    run_bundle("evaluating", bundle, ("train.json", "demo.json", "evaluate.json"), save_predictions=True, **override)
     wall = time.perf_counter() - t0
     with open(os.path.join(output_dir, "summary.json")) as f:
         summary = json.load(f)

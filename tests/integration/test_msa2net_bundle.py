@@ -70,6 +70,15 @@ def test_msa2net_bundle_training_then_evaluating(tiny_demo: Path, tmp_path: Path
     assert set(metrics["class"]) == set(classes)
     assert np.isfinite(metrics["dice"]).all()
 
+    # one overlay picture per evaluated case, a valid PNG
+    from PIL import Image
+
+    for item in test_items:
+        png = out / "overlays" / f"{item['case']}.png"
+        assert png.is_file(), f"run evaluating must draw {png.name}"
+        with Image.open(png) as im:
+            im.verify()
+
     # above chance: a prediction drawn at random with the class frequencies scores a Dice equal
     # to the class's volume fraction on average; the trained network must beat that per class.
     import nibabel as nib
