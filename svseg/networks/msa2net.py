@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from svseg.networks.blocks import state_dict_mismatch
+
 __all__ = ["MSA2Net", "MultiScaleGatedAttn", "LKABlock", "DualTransformerBlock", "PatchExpand", "load_maxvit_weights"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -441,9 +443,7 @@ def load_maxvit_weights(backbone: nn.Module, path: PathLike) -> None:
     state = {k: v for k, v in state.items() if not k.startswith("head.")}
     state = checkpoint_filter_fn(state, backbone)
     own = backbone.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    bad_shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    missing, unexpected, bad_shape = state_dict_mismatch(own, state)
     if missing or unexpected or bad_shape:
         raise ValueError(
             f"pretrained: '{os.fspath(path)}' is not a {_TIMM_NAME} weight file: "
@@ -606,9 +606,7 @@ class MSA2Net(nn.Module):
                 k = "backbone." + k[len("backbone.backbone."):]
             mapped[k] = v
         own = self.state_dict()
-        missing = sorted(set(own) - set(mapped))
-        unexpected = sorted(set(mapped) - set(own))
-        bad_shape = sorted(k for k in set(own) & set(mapped) if tuple(own[k].shape) != tuple(mapped[k].shape))
+        missing, unexpected, bad_shape = state_dict_mismatch(own, mapped)
         if missing or unexpected or bad_shape:
             raise ValueError(
                 f"'{os.fspath(path)}' does not match this MSA2Net(variant={self.variant!r}, in_channels={self.in_channels}, "

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from monai.networks.layers.factories import Conv, Norm, Pool
 from torch import nn
+
+from svseg.networks.blocks import interp_mode as _interp_mode
+from svseg.networks.blocks import resize_to as _resize
 
 __all__ = ["MSGA", "ResNeXtEncoder", "msga_weights_init"]
 
@@ -30,16 +31,6 @@ _BACKBONES = {
     "resnet101": ((3, 4, 23, 3), 1, 64),
     "resnet50": ((3, 4, 6, 3), 1, 64),
 }
-
-
-def _interp_mode(spatial_dims: int) -> str:
-    return "bilinear" if spatial_dims == 2 else "trilinear"
-
-
-def _resize(x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
-    if tuple(x.shape[2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode=mode, align_corners=False)
 
 
 # ------------------------------------------------------------------------------------ backbone

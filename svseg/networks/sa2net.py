@@ -15,21 +15,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from monai.networks.layers.factories import Act, Conv, Norm, Pool
 from torch import nn
 
+from svseg.networks.blocks import interp_mode as _interp_mode
+from svseg.networks.blocks import resize_to as _resize
+
 __all__ = ["SA2Net"]
-
-
-def _interp_mode(spatial_dims: int) -> str:
-    return "bilinear" if spatial_dims == 2 else "trilinear"
-
-
-def _resize(x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
-    if tuple(x.shape[2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode=mode, align_corners=False)
 
 
 class ChannelsFirstLayerNorm(nn.Module):

@@ -25,6 +25,9 @@ import torch.nn.functional as F
 from monai.networks.layers.factories import Act, Conv, Dropout, Norm, Pool
 from torch import nn
 
+from svseg.networks.blocks import interp_mode as _interp_mode
+from svseg.networks.blocks import state_dict_mismatch
+
 __all__ = ["SvANet"]
 
 # torchvision ImageNet weights the authors start from (resnet50-11ad3fa6.pth, renamed resnet50-2.pth)
@@ -40,10 +43,6 @@ def _make_divisible(value: float, divisor: int) -> int:
     if new_value < 0.9 * value:
         new_value += divisor
     return new_value
-
-
-def _interp_mode(spatial_dims: int) -> str:
-    return "bilinear" if spatial_dims == 2 else "trilinear"
 
 
 class ConvNormAct(nn.Sequential):
@@ -669,14 +668,12 @@ class SvANet(nn.Module):
             else:
                 reps = -(-n_in // w.shape[1])
                 state["conv1.weight"] = w.repeat(1, reps, 1, 1)[:, :n_in] * (w.shape[1] / n_in)
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
+        missing, unexpected, bad = state_dict_mismatch(own, state)
         if missing or unexpected:
             raise ValueError(
                 f"pretrained: {source} is not a torchvision ResNet-50 state dict "
                 f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
             )
-        bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
         if bad:
             raise ValueError(f"pretrained: {source} has mis-shaped tensors for {bad[:5]}")
         self.encoder.load_state_dict(state, strict=True)
