@@ -34,13 +34,14 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from svseg.io import atomic_write
 
 __all__ = ["NETWORKS", "NetSpec", "measure", "update_markdown", "main"]
 
@@ -310,15 +311,8 @@ def update_markdown(path: str | os.PathLike, new_rows: dict[str, str]) -> None:
     rows.update(new_rows)
     out = before + _section(rows) + after
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(out)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(out)
 
 
 def main(argv: list[str] | None = None) -> int:

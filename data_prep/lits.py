@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from data_prep._cli import run
+from data_prep.cli import run
 
 __all__ = ["main"]
 

@@ -3,11 +3,14 @@
 - :func:`overlay_png`: a few axial slices of one case with the ground-truth contours (green) and
   the predicted contours (red), with a legend.
 - :func:`write_overlays`: one overlay PNG per case of a prediction folder.
-- :func:`boxplot_png`: per-class Dice / HD95 box plot from ``metrics.csv``.
+- :func:`boxplot_png`: per-class Dice / HD95 box plot of metric rows or of a ``metrics.csv``
+  (the one box plot of svseg; :func:`svseg.evaluation.write_report` draws it too).
 - :func:`report`: (re)build the overlays and the box plot of an evaluation output folder and
   print its summary (``svseg report <output_dir>``).
 
-Every file is written atomically (:mod:`svseg.io`).
+Every file is written atomically (:mod:`svseg.io`). This module sits below
+:mod:`svseg.evaluation` and never imports it: predictions are paired with references by
+:func:`svseg.io.match_files`, the same rule the evaluation uses.
 
 Example::
 
@@ -29,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from svseg.io import atomic_save_figure, atomic_save_json
+from svseg.io import NIFTI_SUFFIXES, PathLike, atomic_save_figure, atomic_save_json, case_name, load_nifti, match_files
+from svseg.runtime import progress_enabled
 
 __all__ = [
     "GT_COLOR",
@@ -50,7 +55,6 @@ __all__ = [
 GT_COLOR = "#00e000"  # ground truth: green
 PRED_COLOR = "#ff2020"  # prediction: red
 SOURCES_FILE = "report_sources.json"
-_NIFTI = (".nii.gz", ".nii")
 _PANEL_INCHES = 3.0
 _DPI = 100
 
@@ -219,40 +223,15 @@ def write_case_overlay(image: Any, ref: Any, pred: Any, output_dir: str | os.Pat
                        class_names=class_names, title=str(case), spacing=spacing)
 
 
-def _case_id(path: Path) -> str:
-    for suf in _NIFTI:
-        if path.name.endswith(suf):
-            return path.name[: -len(suf)]
-    return path.stem
-
-
 def _find_image(image_dir: Path, case: str) -> Path | None:
     """The image of ``case`` in ``image_dir``: same name, or with a ``_0000`` (nnU-Net) or
     ``_image``/``_img`` ending."""
     for stem in (case, f"{case}_0000", f"{case}_image", f"{case}_img", case.replace("label", "img")):
-        for suf in _NIFTI:
+        for suf in NIFTI_SUFFIXES:
             p = image_dir / f"{stem}{suf}"
             if p.is_file():
                 return p
     return None
-
-
-def _spacing(path: Path) -> list[float] | None:
-    import nibabel as nib
-
-    try:
-        return [float(z) for z in nib.load(str(path)).header.get_zooms()[:3]]
-    except Exception:  # noqa: BLE001 - aspect is cosmetic
-        return None
-
-
-def _load(path: Path, dtype: Any = None) -> np.ndarray:
-    import nibabel as nib
-
-    data = np.asanyarray(nib.load(str(path)).dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    return data.astype(dtype) if dtype is not None else data
 
 
 def write_overlays(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike | None, image_dir: str | os.PathLike,
@@ -261,7 +240,7 @@ def write_overlays(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike | Non
                    progress: bool | None = None) -> list[Path]:
     """Write ``<output_dir>/overlays/<case>.png`` for each prediction with a matching image.
 
-    Predictions are paired with references by :func:`svseg.evaluation.match_files` (the same
+    Predictions are paired with references by :func:`svseg.io.match_files` (the same
     name rules as the evaluation); images are found in ``image_dir`` by case name (also with an
     nnU-Net ``_0000`` ending).
 
@@ -279,46 +258,39 @@ def write_overlays(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike | Non
     Returns:
         The written PNG paths.
     """
-    from svseg.handlers import progress_enabled
-
     pred_dir, image_dir, out = Path(pred_dir), Path(image_dir), Path(output_dir) / "overlays"
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image_dir {str(image_dir)!r} is not a folder.")
     if ref_dir is not None:
-        from svseg.evaluation import match_files
-
-        pairs = [(c, p, r) for c, p, r in match_files(pred_dir, ref_dir, allow_missing=True)]
+        pairs: list[tuple[str, Path, Path | None]] = list(match_files(pred_dir, ref_dir, allow_missing=True))
     else:
         if not pred_dir.is_dir():
             raise FileNotFoundError(f"pred_dir {str(pred_dir)!r} is not a folder.")
-        pairs = [(_case_id(p), p, None) for p in sorted(pred_dir.iterdir()) if p.name.endswith(_NIFTI)]
+        pairs = [(case_name(p), p, None) for p in sorted(pred_dir.iterdir()) if p.name.endswith(NIFTI_SUFFIXES)]
     if cases is not None:
         wanted = set(cases)
         pairs = [t for t in pairs if t[0] in wanted]
-    iterator: Any = pairs
-    if progress_enabled() if progress is None else progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(pairs, desc="overlays", unit="case")
+    if progress is None:
+        progress = progress_enabled()
     written = []
-    for case, ppath, rpath in iterator:
+    for case, ppath, rpath in tqdm(pairs, desc="overlays", unit="case", disable=not progress):
         ipath = _find_image(image_dir, case)
         if ipath is None and rpath is not None:
-            ipath = _find_image(image_dir, _case_id(rpath))
+            ipath = _find_image(image_dir, case_name(rpath))
         if ipath is None:
-            ipath = _find_image(image_dir, _case_id(ppath))
+            ipath = _find_image(image_dir, case_name(ppath))
         if ipath is None:
             warnings.warn(f"no image for case {case} in {image_dir}; overlay skipped.", stacklevel=2)
             continue
-        image = _load(ipath, np.float32)
-        pred = _load(ppath)
-        ref = _load(rpath) if rpath is not None else None
+        image, _, spacing = load_nifti(ipath, np.float32)
+        pred = load_nifti(ppath)[0]
+        ref = load_nifti(rpath)[0] if rpath is not None else None
         if image.shape != pred.shape or (ref is not None and ref.shape != image.shape):
             warnings.warn(f"case {case}: image {image.shape}, prediction {pred.shape} and reference "
                           f"{None if ref is None else ref.shape} differ in shape; overlay skipped.", stacklevel=2)
             continue
         written.append(overlay_png(image, ref, pred, out / f"{case}.png", n_slices=n_slices, axis=axis,
-                                   class_names=class_names, title=case, spacing=_spacing(ipath)))
+                                   class_names=class_names, title=case, spacing=spacing))
     return written
 
 
@@ -334,34 +306,59 @@ def _float(v: Any) -> float:
         return float("nan")
 
 
-def boxplot_png(metrics_csv: str | os.PathLike, out_path: str | os.PathLike, protocol: str | None = None) -> Path:
-    """Per-class box plots of Dice and HD95 from an evaluation ``metrics.csv``.
+def _hd95_in_voxels(summary: Mapping[str, Any]) -> bool:
+    """Whether an evaluation's HD95 is in voxels: its ``summary.json`` says so (``units``), or,
+    for summaries without units, its protocol is ``transunet``."""
+    units = summary.get("units")
+    if isinstance(units, Mapping) and "hd95" in units:
+        return units["hd95"] == "voxels"
+    return summary.get("protocol") == "transunet"
+
+
+def _read_summary(output_dir: Path) -> dict:
+    path = output_dir / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _class_order(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Class names in order of first appearance."""
+    return list(dict.fromkeys(r["class"] for r in rows))
+
+
+def boxplot_png(metrics: PathLike | Sequence[Mapping[str, Any]], out_path: PathLike, protocol: str | None = None,
+                hd95_unit: str | None = None) -> Path:
+    """Per-class box plots of Dice and HD95.
 
     Args:
-        metrics_csv: table with ``case``, ``class``, ``dice``, ``hd95`` columns.
+        metrics: metric rows (``{case, class, dice, hd95, ...}``, e.g. from
+            :func:`svseg.evaluation.evaluate_case`) or an evaluation ``metrics.csv`` holding them.
+            Non-finite values (an empty reference, a missed class) are left out of the boxes.
         out_path: destination ``.png``.
-        protocol: protocol name for the title and HD95 unit (voxels for ``transunet``).
+        protocol: protocol name for the title.
+        hd95_unit: unit of the HD95 axis; default ``voxels`` for ``transunet``, else ``mm``.
 
     Returns:
         The destination path.
+
+    Raises:
+        ValueError: no rows, or no ``class`` / ``dice`` column.
     """
     from matplotlib.figure import Figure
 
-    rows = _read_metrics(Path(metrics_csv))
+    from_file = isinstance(metrics, (str, os.PathLike))
+    source = str(metrics) if from_file else "the metric rows"
+    rows = _read_metrics(Path(metrics)) if from_file else list(metrics)
     if not rows:
-        raise ValueError(f"{metrics_csv} holds no rows.")
+        raise ValueError(f"{source} holds no rows.")
     for col in ("class", "dice"):
         if col not in rows[0]:
-            raise ValueError(f"{metrics_csv} has no {col!r} column.")
-    names: list[str] = []
-    for r in rows:
-        if r["class"] not in names:
-            names.append(r["class"])
+            raise ValueError(f"{source} has no {col!r} column.")
+    names = _class_order(rows)
     dice = [[_float(r["dice"]) for r in rows if r["class"] == n] for n in names]
     hd = [[_float(r.get("hd95")) for r in rows if r["class"] == n] for n in names]
     dice = [[v for v in d if math.isfinite(v)] or [np.nan] for d in dice]
     hd = [[v for v in d if math.isfinite(v)] or [np.nan] for d in hd]
-    unit = "voxels" if protocol == "transunet" else "mm"
+    unit = hd95_unit or ("voxels" if protocol == "transunet" else "mm")
     fig = Figure(figsize=(max(6.0, 1.1 * len(names) + 3), 4.5), dpi=100)
     axes = fig.subplots(1, 2)
     for ax, data, label in ((axes[0], dice, "Dice"), (axes[1], hd, f"HD95 [{unit}]")):
@@ -384,15 +381,10 @@ def format_summary(output_dir: str | os.PathLike) -> str:
     if not metrics.is_file():
         raise FileNotFoundError(f"{metrics} does not exist: run `svseg evaluate` into {out} first.")
     rows = _read_metrics(metrics)
-    protocol = None
-    summary_path = out / "summary.json"
-    if summary_path.is_file():
-        protocol = json.loads(summary_path.read_text()).get("protocol")
-    names: list[str] = []
-    for r in rows:
-        if r["class"] not in names:
-            names.append(r["class"])
-    unit = "vox" if protocol == "transunet" else "mm"
+    summary = _read_summary(out)
+    protocol = summary.get("protocol")
+    names = _class_order(rows)
+    unit = "vox" if _hd95_in_voxels(summary) else "mm"
     lines = [f"evaluation {out} (protocol {protocol or 'unknown'}, {len({r.get('case') for r in rows})} cases)",
              f"{'class':<20s} {'Dice':>8s} {'HD95 ' + unit:>10s} {'n':>4s}"]
     all_d, all_h = [], []
@@ -456,9 +448,7 @@ def report(output_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = N
     sources: dict = {}
     if (out / SOURCES_FILE).is_file():
         sources = json.loads((out / SOURCES_FILE).read_text())
-    summary: dict = {}
-    if (out / "summary.json").is_file():
-        summary = json.loads((out / "summary.json").read_text())
+    summary = _read_summary(out)
     protocol = summary.get("protocol") or sources.get("protocol")
     pred_dir = pred_dir or sources.get("pred_dir") or ((out / "predictions") if (out / "predictions").is_dir() else None)
     ref_dir = ref_dir or sources.get("ref_dir")
@@ -469,7 +459,8 @@ def report(output_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = N
         class_names = ["background", *names] if names and names[0] != "background" else names
     result: dict[str, Any] = {"boxplot": None, "overlays": []}
     if boxplot:
-        result["boxplot"] = boxplot_png(out / "metrics.csv", out / "boxplot.png", protocol=protocol)
+        result["boxplot"] = boxplot_png(out / "metrics.csv", out / "boxplot.png", protocol=protocol,
+                                        hd95_unit="voxels" if _hd95_in_voxels({**summary, "protocol": protocol}) else "mm")
     if overlays and pred_dir is not None and image_dir is not None:
         result["overlays"] = write_overlays(pred_dir, ref_dir, image_dir, out, n_slices=n_slices, axis=axis,
                                             class_names=class_names)

@@ -27,8 +27,11 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from svseg.data._io import atomic_write_json
+from svseg.data.demo import prepare_demo
+from svseg.data.layout import relative_entry
 from svseg.data.readers import split_key
+from svseg.data.specs import get_dataset
+from svseg.io import atomic_save_json, case_name
 
 __all__ = [
     "SPLITS",
@@ -65,12 +68,7 @@ def _case_of(item: dict) -> str:
     if item.get("case"):
         return str(item["case"])
     path, _ = split_key(str(item["image"]))
-    name = Path(path).name
-    for suffix in (".nii.gz", ".npy.h5", ".nii", ".h5", ".npz", ".mha", ".nrrd"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return re.sub(r"_0000$", "", name)
+    return re.sub(r"_0000$", "", case_name(path))
 
 
 def read_datalist(path: str | os.PathLike, split: str = "training", check_files: bool = False) -> list[dict[str, Any]]:
@@ -140,23 +138,10 @@ def write_datalist(
     if labels is not None:
         doc["labels"] = {str(i): n for i, n in enumerate(labels)}
     for split in SPLITS:
-        entries = []
-        for item in lists.get(split, []):
-            new = dict(item)
-            for key in ("image", "label"):
-                if key in new and isinstance(new[key], (str, os.PathLike)):
-                    p, k = split_key(os.fspath(new[key]))
-                    p_abs = Path(p).absolute()
-                    try:
-                        rel = "./" + p_abs.relative_to(base).as_posix()
-                    except ValueError:
-                        rel = str(p_abs)
-                    new[key] = f"{rel}::{k}" if k else rel
-            entries.append(new)
-        doc[split] = entries
+        doc[split] = [relative_entry(item, base) for item in lists.get(split, [])]
     doc.setdefault("numTraining", len(doc["training"]))
     doc.setdefault("numTest", len(doc["test"]))
-    return atomic_write_json(path, doc)
+    return atomic_save_json(doc, path)
 
 
 def _read_list(path: Path) -> list[str]:
@@ -227,11 +212,7 @@ def resolve_dataset(name: str | None = None, data_root: str | os.PathLike | None
     ``name`` is the requested data set (``synapse`` ...); with ``data_root=None`` the demo data
     replace it (a bundle's default dataset is its paper's, but without data it runs on the demo).
     """
-    from svseg.data.datasets import get_dataset
-
     if data_root is None:
-        from svseg.data.demo import prepare_demo
-
         if name not in (None, "demo"):
             logger.info("no data_root given for dataset %r: using the svseg demo data instead", name)
         return get_dataset("demo"), prepare_demo()

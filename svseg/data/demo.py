@@ -63,8 +63,9 @@ from typing import Any
 
 import numpy as np
 
+from svseg.data.layout import LayoutWriter, affine_spacing
 from svseg.data.transforms import percentile_minmax
-from svseg.data._io import AtomicDirectory, atomic_write_json, atomic_write_text, save_h5, save_nifti, save_npz
+from svseg.io import AtomicDirectory, atomic_save_json
 
 __all__ = [
     "DEMO_VERSION",
@@ -259,7 +260,6 @@ def prepare_demo(output_dir: str | os.PathLike | None = None, tiny: bool = False
     image, label, affine = make_demo_volume(tiny)
     splits = demo_splits(label, tiny)
     prefixes = {"training": "demo_tr", "validation": "demo_val", "test": "demo_ts"}
-    spacing = [float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0))]
     datalist: dict[str, Any] = {
         "name": "svseg-demo" + ("-tiny" if tiny else ""),
         "description": "Demonstration set from the MNI152 2009a T1 template (nilearn): background / grey matter / "
@@ -271,44 +271,21 @@ def prepare_demo(output_dir: str | os.PathLike | None = None, tiny: bool = False
         "training": [],
         "validation": [],
         "test": [],
-        "svseg": {"dataset": "demo", "version": DEMO_VERSION, "parameters": params, "spacing": spacing, "slabs": {}},
+        "svseg": {"dataset": "demo", "version": DEMO_VERSION, "parameters": params, "spacing": affine_spacing(affine), "slabs": {}},
     }
-    train_lines: list[str] = []
-    vol_lists: dict[str, list[str]] = {"validation": [], "test": []}
     keep = (lambda: _stamp_matches(root, params)) if not force else None
     with AtomicDirectory(root, overwrite=True, keep_existing=keep) as tmp:
+        writer = LayoutWriter(tmp)
         for split, slabs in splits.items():
-            img_dir, lab_dir = ("imagesTs", "labelsTs") if split == "test" else ("imagesTr", "labelsTr")
             for i, (a, b) in enumerate(slabs):
                 case = f"{prefixes[split]}{i}"
-                img, lab = image[:, :, a:b], label[:, :, a:b]
-                aff = _shift_affine(affine, a)
-                save_nifti(tmp / img_dir / f"{case}.nii.gz", img, aff)
-                save_nifti(tmp / lab_dir / f"{case}.nii.gz", lab, aff)
-                datalist[split].append(
-                    {"image": f"./{img_dir}/{case}.nii.gz", "label": f"./{lab_dir}/{case}.nii.gz", "case": case}
-                )
+                writer.add(case, split, image[:, :, a:b], label[:, :, a:b], _shift_affine(affine, a))
                 datalist["svseg"]["slabs"][case] = [int(a), int(b)]
-                img_t = np.ascontiguousarray(img.transpose(2, 1, 0), dtype=np.float32)  # (z, y, x)
-                lab_t = np.ascontiguousarray(lab.transpose(2, 1, 0), dtype=np.float32)
-                if split == "training":
-                    for k in range(img_t.shape[0]):
-                        name = f"{case}_slice{k:03d}"
-                        save_npz(tmp / "train_npz" / f"{name}.npz", image=img_t[k], label=lab_t[k])
-                        train_lines.append(name)
-                else:
-                    save_h5(
-                        tmp / "test_vol_h5" / f"{case}.npy.h5",
-                        {"image": img_t, "label": lab_t},
-                        attrs={"affine": aff, "spacing": np.asarray(spacing), "axes": "zyx"},
-                    )
-                    vol_lists[split].append(case)
+        writer.write_lists()
+        datalist.update(writer.relative_lists())
         datalist["numTraining"] = len(datalist["training"])
         datalist["numTest"] = len(datalist["test"])
-        atomic_write_text(tmp / "lists" / "train.txt", "\n".join(train_lines) + "\n")
-        atomic_write_text(tmp / "lists" / "val_vol.txt", "\n".join(vol_lists["validation"]) + "\n")
-        atomic_write_text(tmp / "lists" / "test_vol.txt", "\n".join(vol_lists["test"]) + "\n")
-        atomic_write_json(tmp / "dataset.json", datalist)
-        atomic_write_json(tmp / STAMP_NAME, {"parameters": params, "splits": {k: [list(s) for s in v] for k, v in splits.items()}})
+        atomic_save_json(datalist, tmp / "dataset.json")
+        atomic_save_json({"parameters": params, "splits": {k: [list(s) for s in v] for k, v in splits.items()}}, tmp / STAMP_NAME)
     logger.info("demo data ready in %s", root)
     return root

@@ -102,6 +102,13 @@ class _TransUNetReader(ImageReader):
     def _load_one(self, filename: str) -> tuple[np.ndarray, dict]:
         raise NotImplementedError
 
+    def _locate(self, filename: str) -> tuple[str, str]:
+        """``(path, key)`` of a ``file[::key]`` name (default key: the reader's); the file must exist."""
+        path, key = split_key(filename)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: {self.kind} file not found.")
+        return path, key or self.key
+
     def _check(self, arr: np.ndarray, filename: str, key: str) -> np.ndarray:
         if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
             raise ValueError(f"{filename}: dataset {key!r} is not numeric (dtype {arr.dtype}).")
@@ -202,10 +209,7 @@ class H5Reader(_TransUNetReader):
     def _load_one(self, filename: str) -> tuple[np.ndarray, dict]:
         import h5py
 
-        path, key = split_key(filename)
-        key = key or self.key
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: HDF5 file not found.")
+        path, key = self._locate(filename)
         try:
             with h5py.File(path, "r") as f:
                 if key not in f:
@@ -244,10 +248,7 @@ class NPZReader(_TransUNetReader):
     kind = "NPZ"
 
     def _load_one(self, filename: str) -> tuple[np.ndarray, dict]:
-        path, key = split_key(filename)
-        key = key or self.key
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: NPZ file not found.")
+        path, key = self._locate(filename)
         try:
             with np.load(path, allow_pickle=False) as z:
                 if key not in z.files:

@@ -22,8 +22,9 @@ from monai.data import Dataset, MetaTensor
 from monai.transforms import Compose, EnsureTyped, LoadImaged
 
 from svseg.data.readers import H5Reader, NPZReader, split_key
+from svseg.data.transforms import intensity_transform
 
-__all__ = ["SliceDataset", "volume_dataset", "volume_transforms", "with_selectors", "num_slices"]
+__all__ = ["SliceDataset", "volume_dataset", "volume_transforms", "with_selectors", "num_slices", "LoadVolumed"]
 
 _SELECTABLE = (".npz", ".h5", ".hdf5", ".hdf")
 
@@ -184,6 +185,11 @@ class SliceDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    @property
+    def cached_volumes(self) -> int:
+        """Number of loaded volumes held in this process's cache (at most ``cache_size``)."""
+        return len(self._cache)
+
     def _load(self, i: int) -> dict[str, Any]:
         if i in self._cache:
             self._cache.move_to_end(i)
@@ -232,21 +238,29 @@ def volume_transforms(spec: Any = None, prepared: bool = True, keys: Sequence[st
     """Load whole volumes channel-first with metadata, apply the intensity rule, cast to float32.
 
     Args:
-        spec: a :class:`~svseg.data.datasets.DatasetSpec` or name (``None``: no intensity step).
+        spec: a :class:`~svseg.data.specs.DatasetSpec` or name (``None``: no intensity step).
         prepared: the data were written by an svseg converter (intensity already applied).
         keys: image key first, then the label key (a missing label is allowed).
     """
-    from svseg.data.transforms import intensity_transform
-
-    steps: list[Callable] = [_SelectorLoad(keys)]
+    steps: list[Callable] = [LoadVolumed(keys)]
     if spec is not None:
         steps.append(intensity_transform(spec, keys=keys[0], prepared=prepared))
     steps.append(EnsureTyped(list(keys), dtype=torch.float32, allow_missing_keys=True))
     return Compose(steps)
 
 
-class _SelectorLoad:
-    """``LoadImaged`` that picks the reader per entry (NIfTI/other: MONAI default, H5, NPZ)."""
+class LoadVolumed:
+    """Load whole volumes channel first with metadata, picking the reader per entry.
+
+    MONAI's ``LoadImaged`` takes one reader choice for all files; svseg data sets mix NIfTI (MONAI's
+    default readers) with TransUNet H5/NPZ files that hold image and label in one file, selected as
+    ``file.h5::label`` (:func:`with_selectors` adds the selector). A missing label key is allowed
+    (inference). The source recorded in the meta data is the file, not the selector.
+
+    Config snippet (a bundle's ``preprocessing``)::
+
+        {"_target_": "svseg.data.LoadVolumed", "keys": ["image", "label"]}
+    """
 
     def __init__(self, keys: Sequence[str]) -> None:
         self.keys = tuple(keys)

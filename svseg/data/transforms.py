@@ -1,6 +1,6 @@
 """Intensity transforms of svseg's data sets, as MONAI dictionary transforms and numpy functions.
 
-The rule of each data set lives in :attr:`svseg.data.datasets.DatasetSpec.intensity`:
+The rule of each data set lives in :attr:`svseg.data.specs.DatasetSpec.intensity`:
 
 * ``ct_window``: clip CT Hounsfield units to ``[a_min, a_max]`` and scale linearly to
   ``[b_min, b_max]`` (Synapse: [-125, 275] as TransUNet; LiTS: [-250, 250] as AFMA).
@@ -24,6 +24,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import Compose, EnsureTyped, MapTransform, NormalizeIntensityd, ScaleIntensityRanged
 from monai.utils import convert_to_dst_type
+
+from svseg.data.specs import DatasetSpec, get_dataset
 
 __all__ = [
     "ct_window",
@@ -83,14 +85,15 @@ def zscore(x: np.ndarray, nonzero: bool = False, eps: float = 1e-8) -> np.ndarra
     return out.astype(np.float32)
 
 
-def apply_intensity(x: np.ndarray, rule: Mapping[str, Any]) -> np.ndarray:
-    """Apply a data set's intensity rule (a :attr:`DatasetSpec.intensity` mapping) to an array."""
+def _rule_arguments(rule: Mapping[str, Any]) -> tuple[str, tuple]:
+    """The kind of an intensity rule (``ct_window``, ``minmax``, ``zscore`` or ``none``) and the
+    positional arguments, after the array, of its function (:func:`ct_window`, :func:`percentile_minmax`,
+    :func:`zscore`)."""
     kind = rule.get("rule")
     if kind == "ct_window":
-        return ct_window(x, rule["a_min"], rule["a_max"], rule.get("b_min", 0.0), rule.get("b_max", 1.0))
+        return kind, (rule["a_min"], rule["a_max"], rule.get("b_min", 0.0), rule.get("b_max", 1.0))
     if kind == "minmax":
-        return percentile_minmax(
-            x,
+        return kind, (
             rule.get("lower_percentile", 0.0),
             rule.get("upper_percentile", 100.0),
             rule.get("b_min", 0.0),
@@ -98,10 +101,18 @@ def apply_intensity(x: np.ndarray, rule: Mapping[str, Any]) -> np.ndarray:
             rule.get("nonzero", False),
         )
     if kind == "zscore":
-        return zscore(x, rule.get("nonzero", False))
+        return kind, (rule.get("nonzero", False),)
     if kind in ("none", None):
-        return np.asarray(x, dtype=np.float32)
+        return "none", ()
     raise ValueError(f"unknown intensity rule {kind!r}; expected 'ct_window', 'minmax', 'zscore' or 'none'.")
+
+
+def apply_intensity(x: np.ndarray, rule: Mapping[str, Any]) -> np.ndarray:
+    """Apply a data set's intensity rule (a :attr:`DatasetSpec.intensity` mapping) to an array."""
+    kind, args = _rule_arguments(rule)
+    if kind == "none":
+        return np.asarray(x, dtype=np.float32)
+    return {"ct_window": ct_window, "minmax": percentile_minmax, "zscore": zscore}[kind](x, *args)
 
 
 class PercentileMinMaxd(MapTransform):
@@ -158,35 +169,22 @@ def intensity_transform(spec: Any, keys: KeysCollection = "image", prepared: boo
     """The MONAI dictionary transform for a data set's intensity rule.
 
     Args:
-        spec: a :class:`~svseg.data.datasets.DatasetSpec`, a data set name, or an intensity rule mapping.
+        spec: a :class:`~svseg.data.specs.DatasetSpec`, a data set name, or an intensity rule mapping.
         keys: image keys.
         prepared: the data were written by an svseg converter (the rule is already applied):
             only cast to float32. ``False`` applies the rule (raw scans).
     """
-    from svseg.data.datasets import DatasetSpec, get_dataset
-
     if isinstance(spec, str):
         spec = get_dataset(spec)
     rule = spec.intensity if isinstance(spec, DatasetSpec) else spec
     cast = EnsureTyped(keys, dtype=torch.float32, track_meta=True)
     if prepared:
         return cast
-    kind = rule.get("rule")
-    if kind == "ct_window":
-        tr: MapTransform = ct_window_transform(keys, rule["a_min"], rule["a_max"], rule.get("b_min", 0.0), rule.get("b_max", 1.0))
-    elif kind == "minmax":
-        tr = PercentileMinMaxd(
-            keys,
-            rule.get("lower_percentile", 0.0),
-            rule.get("upper_percentile", 100.0),
-            rule.get("b_min", 0.0),
-            rule.get("b_max", 1.0),
-            rule.get("nonzero", False),
-        )
-    elif kind == "zscore":
-        tr = NormalizeIntensityd(keys, nonzero=rule.get("nonzero", False), channel_wise=True)
-    elif kind in ("none", None):
+    kind, args = _rule_arguments(rule)
+    if kind == "none":
         return cast
+    if kind == "zscore":
+        tr: MapTransform = NormalizeIntensityd(keys, nonzero=args[0], channel_wise=True)
     else:
-        raise ValueError(f"unknown intensity rule {kind!r}; expected 'ct_window', 'minmax', 'zscore' or 'none'.")
+        tr = {"ct_window": ct_window_transform, "minmax": PercentileMinMaxd}[kind](keys, *args)
     return Compose([cast, tr])

@@ -38,6 +38,7 @@ from scipy import ndimage
 __all__ = [
     "PROTOCOLS",
     "bounding_box",
+    "normalize_spacing",
     "dice",
     "surface",
     "surface_distances",
@@ -60,7 +61,7 @@ def _as_bool(mask) -> np.ndarray:
     return mask if mask.dtype == bool else mask != 0
 
 
-def _normalize_spacing(spacing, ndim: int) -> np.ndarray | None:
+def normalize_spacing(spacing, ndim: int) -> np.ndarray | None:
     """Return ``spacing`` as a float64 vector of length ``ndim`` (a scalar applies to every axis)."""
     if spacing is None:
         return None
@@ -162,7 +163,7 @@ def surface_distances(
         raise ValueError("ref is empty: surface distances need a non-empty reference mask.")
     if method not in ("kdtree", "edt"):
         raise ValueError(f"method must be 'kdtree' or 'edt', got {method!r}.")
-    sp = _normalize_spacing(spacing, p.ndim)
+    sp = normalize_spacing(spacing, p.ndim)
     if crop:
         p, r = _cropped(p, r)
     p_border = surface(p, connectivity)

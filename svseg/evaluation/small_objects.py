@@ -20,13 +20,16 @@ object Dice and the number of false-positive components.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage
+
+from svseg.evaluation.labels import ClassNames, label_boxes, label_pair, union_box
+from svseg.io import PathLike, atomic_save_csv
 
 __all__ = ["SVANET_BINS", "size_bin_labels", "object_metrics", "summarize_objects", "write_object_table"]
 
@@ -78,7 +81,7 @@ def _match(ref_lab: np.ndarray, n_ref: int, pred_lab: np.ndarray, n_pred: int, m
 def object_metrics(
     pred: Any,
     ref: Any,
-    class_names: Sequence[str] | Mapping[int, str] | None = None,
+    class_names: ClassNames = None,
     case: str | None = None,
     size_reference: str = "slice",
     axis: int = 2,
@@ -105,17 +108,11 @@ def object_metrics(
         rows ``{case, class, kind ("object" | "false_positive"), slice, size_voxels, size_pct,
         size_bin, detected, dice}``; false-positive rows have ``detected``/``dice`` empty (NaN).
     """
-    from svseg.evaluation.evaluator import _to_label_array, class_name_list
-
     if size_reference not in ("slice", "volume"):
         raise ValueError(f"size_reference must be 'slice' or 'volume', got {size_reference!r}.")
     if list(bins) != sorted(bins) or len(bins) == 0 or bins[0] <= 0:
         raise ValueError(f"bins must be increasing positive percentages, got {list(bins)}.")
-    p = _to_label_array(pred, "pred")
-    r = _to_label_array(ref, "ref")
-    if p.shape != r.shape:
-        raise ValueError(f"pred and ref must have the same shape, got {p.shape} and {r.shape}.")
-    names = class_name_list(class_names, max(int(p.max(initial=0)), int(r.max(initial=0))))
+    p, r, names = label_pair(pred, ref, class_names)
     labels = size_bin_labels(bins)
     if size_reference == "slice" and p.ndim == 3:
         if not -3 <= axis < 3:
@@ -129,55 +126,37 @@ def object_metrics(
     ndim_obj = p.ndim - 1 if stack else p.ndim
     structure = ndimage.generate_binary_structure(ndim_obj, ndim_obj if connectivity is None else connectivity)
     case_id = "case" if case is None else str(case)
-    n_labels = len(names) - 1
-    boxes_p = ndimage.find_objects(p, max_label=n_labels)
-    boxes_r = ndimage.find_objects(r, max_label=n_labels)
     rows: list[dict] = []
 
-    def _emit(label, slice_index, results, fps):
-        for size, detected, dice in results:
+    def _emit(label: int, slice_index: int, pm: np.ndarray, rm: np.ndarray) -> None:
+        rl, n_ref = ndimage.label(rm, structure=structure)
+        pl, n_pred = ndimage.label(pm, structure=structure)
+        results, fps = _match(rl, n_ref, pl, n_pred, min_overlap)
+        found = [("object", size, bool(detected), float(dice)) for size, detected, dice in results]
+        found += [("false_positive", size, float("nan"), float("nan")) for size in fps]
+        for kind, size, detected, dice in found:
             pct = 100.0 * size / unit_size
             rows.append(
                 {
-                    "case": case_id, "class": names[label], "kind": "object", "slice": slice_index,
+                    "case": case_id, "class": names[label], "kind": kind, "slice": slice_index,
                     "size_voxels": size, "size_pct": pct, "size_bin": labels[_bin_index(pct, bins)],
-                    "detected": bool(detected), "dice": float(dice),
-                }
-            )
-        for size in fps:
-            pct = 100.0 * size / unit_size
-            rows.append(
-                {
-                    "case": case_id, "class": names[label], "kind": "false_positive", "slice": slice_index,
-                    "size_voxels": size, "size_pct": pct, "size_bin": labels[_bin_index(pct, bins)],
-                    "detected": float("nan"), "dice": float("nan"),
+                    "detected": detected, "dice": dice,
                 }
             )
 
-    for label in range(1, n_labels + 1):
-        present = [b for b in (boxes_p[label - 1], boxes_r[label - 1]) if b is not None]
-        if not present:
+    for label, boxes in enumerate(label_boxes(p, r, len(names) - 1), start=1):
+        box = union_box(boxes, p.shape)
+        if box is None:
             continue
-        box = tuple(
-            slice(min(b[i].start for b in present), max(b[i].stop for b in present)) for i in range(p.ndim)
-        )
-        if stack:
-            # keep the whole in-plane extent per slice only where needed: components never leave the box
-            for k in range(box[0].start, box[0].stop):
-                pm = p[(k,) + box[1:]] == label
-                rm = r[(k,) + box[1:]] == label
-                if not (pm.any() or rm.any()):
-                    continue
-                rl, nr = ndimage.label(rm, structure=structure)
-                pl, np_ = ndimage.label(pm, structure=structure)
-                results, fps = _match(rl, nr, pl, np_, min_overlap)
-                _emit(label, k, results, fps)
-        else:
-            pm, rm = p[box] == label, r[box] == label
-            rl, nr = ndimage.label(rm, structure=structure)
-            pl, np_ = ndimage.label(pm, structure=structure)
-            results, fps = _match(rl, nr, pl, np_, min_overlap)
-            _emit(label, -1, results, fps)
+        if not stack:
+            _emit(label, -1, p[box] == label, r[box] == label)
+            continue
+        # per slice, only inside the box: components never leave it
+        for k in range(box[0].start, box[0].stop):
+            pm = p[(k,) + box[1:]] == label
+            rm = r[(k,) + box[1:]] == label
+            if pm.any() or rm.any():
+                _emit(label, k, pm, rm)
     return rows
 
 
@@ -221,12 +200,7 @@ def summarize_objects(rows: Sequence[Mapping[str, Any]], bins: Sequence[float] =
     return summary
 
 
-def write_object_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
-    """Write the per-object rows as CSV, atomically (an empty table keeps its header)."""
-    import pandas as pd
-
-    from svseg.evaluation.evaluator import _atomic_write
-
+def write_object_table(rows: Sequence[Mapping[str, Any]], path: PathLike) -> Path:
+    """Write the per-object rows as CSV, atomically (an empty table keeps its header); returns the path."""
     cols = ["case", "class", "kind", "slice", "size_voxels", "size_pct", "size_bin", "detected", "dice"]
-    df = pd.DataFrame(list(rows), columns=cols)
-    _atomic_write(Path(path), lambda tmp: df.to_csv(tmp, index=False))
+    return atomic_save_csv(pd.DataFrame(list(rows), columns=cols), path)

@@ -18,8 +18,8 @@ from monai.transforms import LoadImage
 
 from svseg.data import convert
 from svseg.data.datalist import datalist_for
-from svseg.data.datasets import SYNAPSE_BTCV_TO_TRANSUNET, get_dataset
 from svseg.data.readers import H5Reader
+from svseg.data.specs import SYNAPSE_BTCV_TO_TRANSUNET, get_dataset
 from svseg.data.transforms import apply_intensity, ct_window
 
 from . import synthetic

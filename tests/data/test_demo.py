@@ -9,7 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from data_prep.demo import main as demo_main
 from svseg.data import demo
+from svseg.data.specs import get_dataset
 
 
 @pytest.fixture
@@ -128,9 +130,7 @@ def test_default_location_uses_svseg_data_dir(tmp_path, monkeypatch):
 
 
 def test_full_demo_via_command(tmp_path):
-    from data_prep.demo import main
-
-    assert main(["--output", str(tmp_path / "demo")]) == 0
+    assert demo_main(["--output", str(tmp_path / "demo")]) == 0
     meta = json.loads((tmp_path / "demo" / "dataset.json").read_text())
     image, _ = _load(tmp_path / "demo" / meta["test"][0]["image"])
     assert image.shape == (197, 233, 16)
@@ -139,8 +139,6 @@ def test_full_demo_via_command(tmp_path):
 
 
 def _cases_match_spec(meta):
-    from svseg.data.datasets import get_dataset
-
     spec = get_dataset("demo")
     for split in ("training", "validation", "test"):
         assert tuple(e["case"] for e in meta[split]) == spec.split(split)

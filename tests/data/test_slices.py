@@ -32,7 +32,7 @@ def test_slice_transform_cache_filter_and_loader(demo_tiny):
     batch = next(iter(DataLoader(ds, batch_size=4, shuffle=True, num_workers=0)))
     assert batch["image"].shape == (4, 1, 32, 32) and batch["label"].shape == (4, 1, 32, 32)
     assert set(torch.unique(batch["label"]).tolist()) <= {0.0, 1.0, 2.0}
-    assert len(ds._cache) == 1
+    assert ds.cached_volumes == 1
     with pytest.raises(IndexError):
         ds[len(ds)]
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 
 import nibabel as nib
 import numpy as np
@@ -12,7 +14,6 @@ import pytest
 from svseg.evaluation import (
     evaluate_case,
     evaluate_folders,
-    match_files,
     object_metrics,
     size_bin_labels,
     summarize,
@@ -98,23 +99,6 @@ def test_evaluate_folders_standard_reads_spacing_and_matches_names(tmp_path):
     assert set(s2["classes"]) == {"class_1", "class_2"} and not (tmp_path / "out2" / "boxplot.png").exists()
 
 
-def test_match_files_errors(tmp_path):
-    (tmp_path / "p").mkdir()
-    (tmp_path / "r").mkdir()
-    with pytest.raises(FileNotFoundError, match="ref_dir"):
-        match_files(tmp_path / "p", tmp_path / "missing")
-    with pytest.raises(FileNotFoundError, match="no .nii"):
-        match_files(tmp_path / "p", tmp_path / "r")
-    a = np.zeros((4, 4, 4), np.uint8)
-    _write(tmp_path / "r" / "x1.nii.gz", a, (1, 1, 1))
-    _write(tmp_path / "r" / "x2.nii.gz", a, (1, 1, 1))
-    _write(tmp_path / "p" / "x1.nii.gz", a, (1, 1, 1))
-    with pytest.raises(FileNotFoundError, match="x2"):
-        match_files(tmp_path / "p", tmp_path / "r")
-    with pytest.warns(UserWarning, match="x2"):
-        assert [c for c, _, _ in match_files(tmp_path / "p", tmp_path / "r", allow_missing=True)] == ["x1"]
-
-
 def test_module_cli_with_small_objects(tmp_path, capsys):
     pred_dir, ref_dir, out = tmp_path / "pred", tmp_path / "ref", tmp_path / "out"
     pred_dir.mkdir()
@@ -173,3 +157,57 @@ def test_object_metrics_per_slice_of_a_volume():
     assert len(vol) == 1 and vol[0]["size_voxels"] == 8 and vol[0]["size_pct"] == pytest.approx(2.0)
     with pytest.raises(ValueError, match="size_reference"):
         object_metrics(pred, ref, size_reference="image")
+
+
+def test_rows_carry_the_spacing_and_the_report_states_it(tmp_path):
+    """Standard protocol: each row records its case's spacing; write_report without ``spacing``
+    states the per-case spacings really used, and says "voxel units" only when none was given."""
+    rows = []
+    for i, sp in enumerate([(0.75, 0.75, 3.0), (1.0, 1.0, 2.5)]):
+        pred, ref = _case(20 + i)
+        rows += evaluate_case(pred, ref, ["bg", "box", "ball"], spacing=sp, case=f"c{i}")
+    assert [r["spacing"] for r in rows] == [[0.75, 0.75, 3.0]] * 2 + [[1.0, 1.0, 2.5]] * 2
+    summary = write_report(rows, tmp_path / "mm", "standard", plot=False)
+    on_disk = json.loads((tmp_path / "mm" / "summary.json").read_text())
+    assert on_disk["spacing"] == summary["spacing"] == {"c0": [0.75, 0.75, 3.0], "c1": [1.0, 1.0, 2.5]}
+    assert on_disk["units"]["hd95"].startswith("spacing units")
+    assert "spacing" in pd.read_csv(tmp_path / "mm" / "metrics.csv").columns
+    # an explicit spacing argument is what the summary records
+    assert write_report(rows, tmp_path / "given", "standard", spacing=[2.0, 2.0, 2.0], plot=False)["spacing"] == [2.0, 2.0, 2.0]
+    # no spacing anywhere: voxel units, and HD95 in voxels
+    pred, ref = _case(22)
+    vox = write_report(evaluate_case(pred, ref, ["bg", "box", "ball"], case="v"), tmp_path / "vox", "standard", plot=False)
+    assert vox["spacing"] == "voxel units (no spacing given)" and vox["units"]["hd95"] == "voxels"
+    # a scalar spacing applies to every axis; the transunet protocol ignores spacing
+    assert evaluate_case(pred, ref, ["bg", "box", "ball"], spacing=0.5)[0]["spacing"] == [0.5, 0.5, 0.5]
+    tu = evaluate_case(pred, ref, ["bg", "box", "ball"], spacing=(2.0, 2.0, 2.0), protocol="transunet")
+    assert "spacing" not in tu[0]
+    assert write_report(tu, tmp_path / "tu", "transunet", plot=False)["units"]["hd95"] == "voxels"
+    with pytest.raises(ValueError, match="spacing"):
+        evaluate_case(pred, ref, ["bg", "box", "ball"], spacing=(1.0, 2.0))
+
+
+def test_summary_json_follows_the_json_policy(tmp_path):
+    """A missed class has HD95 inf in the rows (counted, not hidden); summary.json stays strict JSON."""
+    pred, ref = _case(5)
+    pred[pred == 2] = 0  # the ball is missed entirely
+    rows = evaluate_case(pred, ref, ["bg", "box", "ball"], spacing=(1.0, 1.0, 1.0), case="m")
+    assert math.isinf(rows[1]["hd95"])
+    summary = write_report(rows, tmp_path, "standard", plot=False, extra={"worst_hd95": float("inf"), "undefined": float("nan")})
+    text = (tmp_path / "summary.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    on_disk = json.loads(text)
+    assert on_disk["worst_hd95"] == "inf" and on_disk["undefined"] is None
+    assert on_disk["classes"]["ball"]["n_hd95_inf"] == 1 and summary["worst_hd95"] == float("inf")
+    assert pd.read_csv(tmp_path / "metrics.csv")["hd95"].tolist()[1] == float("inf")
+
+
+def test_report_files_keep_the_default_permissions(tmp_path):
+    pred, ref = _case(6)
+    old = os.umask(0o022)
+    try:
+        write_report(evaluate_case(pred, ref, ["bg", "box", "ball"], case="p"), tmp_path, "transunet")
+    finally:
+        os.umask(old)
+    for name in ("metrics.csv", "summary.json", "boxplot.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644

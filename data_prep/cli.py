@@ -6,6 +6,8 @@ import argparse
 import logging
 from typing import Any, Callable, Sequence
 
+from svseg.data import prepare
+
 __all__ = ["run"]
 
 
@@ -17,8 +19,6 @@ def run(
     options: Callable[[argparse.Namespace], dict[str, Any]] | None = None,
 ) -> int:
     """Parse the common arguments (source, --output, --overwrite, --cases, --quiet) and call ``svseg.data.prepare``."""
-    from svseg.data import prepare
-
     parser = argparse.ArgumentParser(prog=f"python -m data_prep.{name}", description=description)
     parser.add_argument("source", help="folder of the downloaded release")
     parser.add_argument("--output", default=None, help=f"destination folder (default: $SVSEG_DATA_DIR/{name})")

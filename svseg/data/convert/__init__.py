@@ -1,0 +1,96 @@
+"""Converters from the published downloads of Synapse (BTCV), LiTS and ACDC to svseg's layouts.
+
+One call makes a download trainable, with the published split::
+
+    from svseg.data import prepare
+    prepare("synapse", "/data/BTCV/RawData/Training", "/data/svseg/synapse")
+    prepare("lits", "/data/LiTS", "/data/svseg/lits", window=(-250, 250))
+    prepare("acdc", "/data/ACDC/database/training", "/data/svseg/acdc")
+    prepare("demo")                      # the offline demonstration set
+
+(also ``python -m data_prep.<dataset>`` and ``svseg prepare <dataset>``). What each writes:
+
+* NIfTI volumes (``imagesTr/``, ``labelsTr/`` for training and validation cases, ``imagesTs/``,
+  ``labelsTs/`` for test cases) with the **original affine and spacing**, intensities already
+  normalised by the data set's rule and labels remapped to the svseg label ids, plus a
+  Decathlon-style ``dataset.json`` (``training`` / ``validation`` / ``test``).
+* The TransUNet layout where the papers use it (Synapse, ACDC; LiTS with ``slices=True``):
+  ``train_npz/<case>_sliceNNN.npz`` (2D ``image``/``label``, float32, (H, W) = (y, x)) for
+  training cases, ``test_vol_h5/<case>.npy.h5`` ((D, H, W) = (z, y, x) ``image``/``label`` with
+  ``affine`` and ``spacing`` attributes, so HD95 can be reported in mm) for validation and test
+  cases, and ``lists/{train.txt,val_vol.txt,test_vol.txt}``.
+* ``svseg_prepare.json``: the data set, the options and the converted cases.
+
+Every input is checked before anything is written for it, and each problem raises an error that
+names the file: a missing file (``FileNotFoundError``), a corrupt gzip or truncated H5, a 2D file
+where a volume is expected, image/label shape or affine mismatch, label ids outside the data
+set's set, NaN/Inf intensities, an empty label volume (:class:`ConversionError`, a
+``ValueError``). The output tree is built in a temporary folder and renamed at the end, so a
+failed conversion leaves no output behind.
+
+Modules: :mod:`~svseg.data.convert.common` (input checks, output folder, case selection, the final
+``dataset.json`` and stamp; the files themselves are written by :class:`svseg.data.layout.LayoutWriter`),
+one module per data set (:mod:`~svseg.data.convert.synapse`, :mod:`~svseg.data.convert.lits`,
+:mod:`~svseg.data.convert.acdc`), and :func:`prepare` here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from svseg.data.convert.acdc import convert_acdc, read_acdc_info
+from svseg.data.convert.common import (
+    CONVERTER_VERSION,
+    STAMP_NAME,
+    ConversionError,
+    check_pair,
+    default_output_dir,
+    load_volume,
+)
+from svseg.data.convert.lits import convert_lits
+from svseg.data.convert.synapse import convert_synapse, validate_transunet_folder
+from svseg.data.demo import prepare_demo
+
+__all__ = [
+    "CONVERTER_VERSION",
+    "STAMP_NAME",
+    "ConversionError",
+    "prepare",
+    "convert_synapse",
+    "convert_lits",
+    "convert_acdc",
+    "validate_transunet_folder",
+    "load_volume",
+    "check_pair",
+    "read_acdc_info",
+    "default_output_dir",
+]
+
+
+def prepare(name: str, source: str | os.PathLike | None = None, output: str | os.PathLike | None = None, **opts: Any) -> Path:
+    """Make a data set trainable: convert a download (or build the demo) and return the folder.
+
+    Args:
+        name: ``synapse``, ``lits``, ``acdc`` or ``demo``.
+        source: the downloaded release (not used for ``demo``).
+        output: destination folder (default ``$SVSEG_DATA_DIR/<name>``).
+        opts: options of the converter (:func:`convert_synapse`, :func:`convert_lits`,
+            :func:`convert_acdc`, :func:`svseg.data.demo.prepare_demo`), e.g. ``overwrite=True``.
+
+    Raises:
+        ValueError: unknown name, or no ``source`` for a data set that needs one.
+    """
+    key = str(name).strip().lower()
+    if key == "demo":
+        if "overwrite" in opts:
+            opts["force"] = opts.pop("overwrite")
+        opts.pop("progress", None)
+        return prepare_demo(output, **opts)
+    converters = {"synapse": convert_synapse, "lits": convert_lits, "acdc": convert_acdc}
+    if key not in converters:
+        raise ValueError(f"unknown dataset name {name!r}; prepare() knows {sorted(converters) + ['demo']}.")
+    if source is None:
+        raise ValueError(f"source is required for dataset {key!r}: the folder of the downloaded release.")
+    return converters[key](source, output, **opts)
