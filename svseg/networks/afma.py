@@ -84,11 +84,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from svseg.networks.blocks import check_positive_int, extract_patches, fold_patches, interp_mode
 
 __all__ = ["AFMA", "AFMAttention", "AFMAHead", "afma_pool_depth", "DECODERS", "extract_patches", "fold_patches"]
 
@@ -104,6 +105,17 @@ _HOSTS: dict[str, tuple[int, int, int]] = {
     "pspnet": (3, 8, 8),
 }
 DECODERS: tuple[str, ...] = tuple(_HOSTS)
+#: 2D decoder name -> (segmentation_models_pytorch model, its extra keywords, decoder output channels)
+_SMP_MODELS: dict[str, tuple[str, dict, int]] = {
+    "unet": ("Unet", {}, 16),
+    "unetplusplus": ("UnetPlusPlus", {}, 16),
+    "fpn": ("FPN", {}, 128),
+    "deeplabv3": ("DeepLabV3", {"encoder_output_stride": 8}, 256),
+    "linknet": ("Linknet", {}, 32),
+    "manet": ("MAnet", {}, 16),
+    "pan": ("PAN", {"encoder_output_stride": 16}, 32),
+    "pspnet": ("PSPNet", {"encoder_depth": 5}, 512),
+}
 _RESNETS_2D = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 _RESNETS_3D = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet200")
 
@@ -117,50 +129,6 @@ def afma_pool_depth(decoder: str, att_depth: int) -> int:
     if decoder not in _HOSTS:
         raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}.")
     return min(int(att_depth), int(math.log2(_HOSTS[decoder][2])))
-
-
-def extract_patches(x: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """Cut ``(B, C, *S)`` into non-overlapping patches ``(B, C, N, p**s)``.
-
-    Patches are ordered row-major over the patch grid and row-major inside a patch, as
-    ``nn.Unfold(kernel_size=p, stride=p)`` orders them for one channel; a remainder that does
-    not fill a patch is dropped (as ``nn.Unfold``).
-    """
-    b, c = x.shape[0], x.shape[1]
-    spatial = x.shape[2:]
-    s = len(spatial)
-    p = patch_size
-    grid = [int(n) // p for n in spatial]
-    x = x[(slice(None), slice(None)) + tuple(slice(0, g * p) for g in grid)]
-    shape = [b, c]
-    for g in grid:
-        shape += [g, p]
-    x = x.reshape(shape)
-    perm = [0, 1] + [2 + 2 * i for i in range(s)] + [3 + 2 * i for i in range(s)]
-    return x.permute(perm).reshape(b, c, math.prod(grid), p**s)
-
-
-def fold_patches(patches: torch.Tensor, patch_size: int, spatial: Sequence[int]) -> torch.Tensor:
-    """Inverse of :func:`extract_patches`: ``(B, C, N, p**s)`` -> ``(B, C, *spatial)``.
-
-    The remainder that :func:`extract_patches` drops is filled with zeros (as ``nn.Fold`` with
-    ``output_size=spatial``).
-    """
-    b, c = patches.shape[0], patches.shape[1]
-    s = len(spatial)
-    p = patch_size
-    grid = [int(n) // p for n in spatial]
-    x = patches.reshape([b, c] + grid + [p] * s)
-    perm = [0, 1]
-    for i in range(s):
-        perm += [2 + i, 2 + s + i]
-    x = x.permute(perm).reshape([b, c] + [g * p for g in grid])
-    pad: list[int] = []
-    for n, g in zip(reversed(list(spatial)), reversed(grid)):
-        pad += [0, int(n) - g * p]
-    if any(pad):
-        x = F.pad(x, pad)
-    return x
 
 
 def _conv(spatial_dims: int, *args, **kwargs) -> nn.Module:
@@ -243,8 +211,7 @@ class AFMAHead(nn.Module):
     def forward(self, x: torch.Tensor, afma: torch.Tensor) -> torch.Tensor:
         x = self.conv_x(x)
         if self.upsampling > 1:
-            mode = "bilinear" if self.spatial_dims == 2 else "trilinear"
-            x = F.interpolate(x, scale_factor=float(self.upsampling), mode=mode, align_corners=True)
+            x = F.interpolate(x, scale_factor=float(self.upsampling), mode=interp_mode(self.spatial_dims), align_corners=True)
         with torch.no_grad():
             onehot = torch.zeros_like(x).scatter_(1, torch.argmax(x, dim=1, keepdim=True), 1.0)
             pool = F.avg_pool2d if self.spatial_dims == 2 else F.avg_pool3d
@@ -360,8 +327,7 @@ class AFMA(nn.Module):
             raise ValueError(f"encoder_name must be a ResNet, one of {resnets} for spatial_dims={spatial_dims}, got {encoder_name!r}.")
         if isinstance(att_depth, bool) or not isinstance(att_depth, int) or not 1 <= att_depth <= 5:
             raise ValueError(f"att_depth must be an integer in 1..5, got {att_depth!r}.")
-        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
-            raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}.")
+        check_positive_int("patch_size", patch_size)
         if spatial_dims == 3 and patch_size**3 > 4096:
             raise ValueError(f"patch_size={patch_size} makes resolution_trans a {patch_size**3}->{2 * patch_size**3} MLP in 3D; use patch_size <= 16.")
         if not (pretrained is False or pretrained is True or isinstance(pretrained, (str, os.PathLike))):
@@ -398,22 +364,9 @@ class AFMA(nn.Module):
         # the encoder is built with 3 channels when a local checkpoint is loaded, then patched
         build_in = 3 if isinstance(pretrained, (str, os.PathLike)) else in_channels
         common = dict(encoder_name=encoder_name, encoder_weights=weights, in_channels=build_in, classes=out_channels)
-        if decoder == "unet":
-            model, dec_out = smp.Unet(**common), 16
-        elif decoder == "unetplusplus":
-            model, dec_out = smp.UnetPlusPlus(**common), 16
-        elif decoder == "fpn":
-            model, dec_out = smp.FPN(**common), 128
-        elif decoder == "deeplabv3":
-            model, dec_out = smp.DeepLabV3(encoder_output_stride=8, **common), 256
-        elif decoder == "linknet":
-            model, dec_out = smp.Linknet(**common), 32
-        elif decoder == "manet":
-            model, dec_out = smp.MAnet(**common), 16
-        elif decoder == "pan":
-            model, dec_out = smp.PAN(encoder_output_stride=16, **common), 32
-        else:  # pspnet: the authors' depth-5 encoder, dilated the torchvision way (output stride 8)
-            model, dec_out = smp.PSPNet(encoder_depth=5, **common), 512
+        model_name, extra, dec_out = _SMP_MODELS[decoder]
+        model = getattr(smp, model_name)(**extra, **common)
+        if decoder == "pspnet":  # the authors' depth-5 encoder, dilated the torchvision way (output stride 8)
             _dilate_like_torchvision(model.encoder.layer3, dilation=2, previous=1)
             _dilate_like_torchvision(model.encoder.layer4, dilation=4, previous=2)
         encoder, dec = model.encoder, model.decoder

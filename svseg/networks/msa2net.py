@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from svseg.networks.blocks import state_dict_mismatch
+from svseg.networks.blocks import check_positive_int, state_dict_mismatch_summary
 
 __all__ = ["MSA2Net", "MultiScaleGatedAttn", "LKABlock", "DualTransformerBlock", "PatchExpand", "load_maxvit_weights"]
 
@@ -442,14 +442,9 @@ def load_maxvit_weights(backbone: nn.Module, path: PathLike) -> None:
     state = _read_state_dict(path)
     state = {k: v for k, v in state.items() if not k.startswith("head.")}
     state = checkpoint_filter_fn(state, backbone)
-    own = backbone.state_dict()
-    missing, unexpected, bad_shape = state_dict_mismatch(own, state)
-    if missing or unexpected or bad_shape:
-        raise ValueError(
-            f"pretrained: '{os.fspath(path)}' is not a {_TIMM_NAME} weight file: "
-            f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}, "
-            f"{len(bad_shape)} shape mismatches {bad_shape[:5]}."
-        )
+    mismatch = state_dict_mismatch_summary(backbone.state_dict(), state)
+    if mismatch:
+        raise ValueError(f"pretrained: '{os.fspath(path)}' is not a {_TIMM_NAME} weight file: {mismatch}.")
     backbone.load_state_dict(state, strict=True)
 
 
@@ -540,10 +535,8 @@ class MSA2Net(nn.Module):
         super().__init__()
         if spatial_dims != 2:
             raise ValueError(f"spatial_dims must be 2 for MSA2Net (MaxViT is a 2D backbone), got {spatial_dims}.")
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f"in_channels must be a positive int, got {in_channels!r}.")
-        if isinstance(out_channels, bool) or not isinstance(out_channels, int) or out_channels < 1:
-            raise ValueError(f"out_channels must be a positive int, got {out_channels!r}.")
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
         if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 32 or img_size % 32:
             raise ValueError(f"img_size must be a positive multiple of 32 (MaxViT partitions img_size // 32), got {img_size!r}.")
         if variant not in ("released", "paper"):
@@ -605,13 +598,11 @@ class MSA2Net(nn.Module):
             if k.startswith("backbone.backbone."):
                 k = "backbone." + k[len("backbone.backbone."):]
             mapped[k] = v
-        own = self.state_dict()
-        missing, unexpected, bad_shape = state_dict_mismatch(own, mapped)
-        if missing or unexpected or bad_shape:
+        mismatch = state_dict_mismatch_summary(self.state_dict(), mapped)
+        if mismatch:
             raise ValueError(
                 f"'{os.fspath(path)}' does not match this MSA2Net(variant={self.variant!r}, in_channels={self.in_channels}, "
-                f"out_channels={self.out_channels}): {len(missing)} missing keys {missing[:5]}, {len(unexpected)} "
-                f"unexpected keys {unexpected[:5]}, {len(bad_shape)} shape mismatches {bad_shape[:5]}."
+                f"out_channels={self.out_channels}): {mismatch}."
             )
         self.load_state_dict(mapped, strict=True)
 

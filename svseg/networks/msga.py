@@ -12,19 +12,24 @@ code. The default build holds exactly the parameters the authors' model uses in 
 """
 from __future__ import annotations
 
-import math
 import os
 
 import torch
 from monai.networks.layers.factories import Conv, Norm, Pool
 from torch import nn
 
-from svseg.networks.blocks import interp_mode as _interp_mode
-from svseg.networks.blocks import resize_to as _resize
+from svseg.networks.blocks import (
+    ResNetEncoder,
+    adapt_stem_channels,
+    check_network_input,
+    check_positive_int,
+    interp_mode,
+    resize_to,
+)
 
 __all__ = ["MSGA", "ResNeXtEncoder", "msga_weights_init"]
 
-# name -> (blocks per stage, groups, width per group); all use the torchvision Bottleneck (x4)
+# name -> (blocks per stage, groups, width per group); all use the torchvision bottleneck (x4)
 _BACKBONES = {
     "resnext101_32x8d": ((3, 4, 23, 3), 32, 8),
     "resnext50_32x4d": ((3, 4, 6, 3), 32, 4),
@@ -34,46 +39,11 @@ _BACKBONES = {
 
 
 # ------------------------------------------------------------------------------------ backbone
-class Bottleneck(nn.Module):
-    """ResNet/ResNeXt bottleneck (torchvision layout and parameter names; stride on the 3x3)."""
-
-    expansion = 4
-
-    def __init__(
-        self,
-        spatial_dims: int,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        groups: int = 1,
-        base_width: int = 64,
-        downsample: nn.Module | None = None,
-    ) -> None:
-        super().__init__()
-        conv = Conv[Conv.CONV, spatial_dims]
-        norm = Norm[Norm.BATCH, spatial_dims]
-        width = int(planes * (base_width / 64.0)) * groups
-        self.conv1 = conv(inplanes, width, kernel_size=1, bias=False)
-        self.bn1 = norm(width)
-        self.conv2 = conv(width, width, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False)
-        self.bn2 = norm(width)
-        self.conv3 = conv(width, planes * self.expansion, kernel_size=1, bias=False)
-        self.bn3 = norm(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
-
-
-class ResNeXtEncoder(nn.Module):
+class ResNeXtEncoder(ResNetEncoder):
     """ResNet/ResNeXt feature extractor for 2D or 3D, without the classifier.
 
-    Parameter names follow torchvision (``conv1``, ``bn1``, ``layer1..4``), so a torchvision
+    :class:`svseg.networks.blocks.ResNetEncoder` configured by backbone name (torchvision batch
+    norm). Parameter names follow torchvision (``conv1``, ``bn1``, ``layer1..4``), so a torchvision
     ``resnext101_32x8d`` / ``resnet101`` state dict (minus ``fc.*``) loads into the 2D build.
     ``forward`` returns the outputs of ``layer1..layer4`` (strides 4, 8, 16, 32; widths 256, 512,
     1024, 2048).
@@ -86,42 +56,13 @@ class ResNeXtEncoder(nn.Module):
     """
 
     def __init__(self, spatial_dims: int, in_channels: int, backbone: str = "resnext101_32x8d") -> None:
-        super().__init__()
         if backbone not in _BACKBONES:
             raise ValueError(f"backbone must be one of {sorted(_BACKBONES)}, got {backbone!r}.")
         layers, groups, width = _BACKBONES[backbone]
-        self.spatial_dims = spatial_dims
-        conv = Conv[Conv.CONV, spatial_dims]
-        self.conv1 = conv(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = Norm[Norm.BATCH, spatial_dims](64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = Pool[Pool.MAX, spatial_dims](kernel_size=3, stride=2, padding=1)
-        self._inplanes = 64
-        self.layer1 = self._make_layer(64, layers[0], 1, groups, width)
-        self.layer2 = self._make_layer(128, layers[1], 2, groups, width)
-        self.layer3 = self._make_layer(256, layers[2], 2, groups, width)
-        self.layer4 = self._make_layer(512, layers[3], 2, groups, width)
-
-    def _make_layer(self, planes: int, blocks: int, stride: int, groups: int, width: int) -> nn.Sequential:
-        sd = self.spatial_dims
-        downsample = None
-        if stride != 1 or self._inplanes != planes * Bottleneck.expansion:
-            downsample = nn.Sequential(
-                Conv[Conv.CONV, sd](self._inplanes, planes * Bottleneck.expansion, kernel_size=1, stride=stride, bias=False),
-                Norm[Norm.BATCH, sd](planes * Bottleneck.expansion),
-            )
-        mods = [Bottleneck(sd, self._inplanes, planes, stride, groups, width, downsample)]
-        self._inplanes = planes * Bottleneck.expansion
-        mods += [Bottleneck(sd, self._inplanes, planes, 1, groups, width) for _ in range(1, blocks)]
-        return nn.Sequential(*mods)
+        super().__init__(spatial_dims, in_channels, layers, groups=groups, width_per_group=width)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        l1 = self.layer1(x)
-        l2 = self.layer2(l1)
-        l3 = self.layer3(l2)
-        l4 = self.layer4(l3)
-        return [l1, l2, l3, l4]
+        return super().forward(x)[1:]
 
 
 # ---------------------------------------------------------------------------- attention blocks
@@ -232,7 +173,7 @@ class SemanticModule(nn.Module):
         pool = Pool[Pool.MAX, spatial_dims]
         convt = Conv[Conv.CONVTRANS, spatial_dims]
         c = channels
-        self.mode = _interp_mode(spatial_dims)
+        self.mode = interp_mode(spatial_dims)
         self.enc1 = nn.Sequential(*_conv_bn_relu_x2(spatial_dims, c, 2 * c), pool(kernel_size=2, stride=2))
         self.enc2 = nn.Sequential(*_conv_bn_relu_x2(spatial_dims, 2 * c, 4 * c), pool(kernel_size=2, stride=2))
         self.dec2 = nn.Sequential(*_conv_bn_relu_x2(spatial_dims, 4 * c, 2 * c), convt(2 * c, 2 * c, kernel_size=2, stride=2))
@@ -242,7 +183,7 @@ class SemanticModule(nn.Module):
         e1 = self.enc1(x)
         e2 = self.enc2(e1)
         d2 = self.dec2(e2)
-        d1 = self.dec1(_resize(d2, e1.shape[2:], self.mode))
+        d1 = self.dec1(resize_to(d2, e1.shape[2:], self.mode))
         return e2.flatten(1), d1
 
 
@@ -372,8 +313,7 @@ class MSGA(nn.Module):
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("features", features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+            check_positive_int(name, value)
         if features % 8 != 0:
             raise ValueError(f"features must be divisible by 8 (PAM query/key width features // 8), got {features}.")
         if backbone not in _BACKBONES:
@@ -391,7 +331,7 @@ class MSGA(nn.Module):
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self._mode = _interp_mode(spatial_dims)
+        self._mode = interp_mode(spatial_dims)
         conv = Conv[Conv.CONV, spatial_dims]
         norm = Norm[Norm.BATCH, spatial_dims]
         c = features
@@ -431,36 +371,19 @@ class MSGA(nn.Module):
             raise ValueError(f"pretrained checkpoint {path} does not hold a state dict.")
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         stem = state.get("conv1.weight")
-        if stem is not None and stem.ndim == 4 and stem.shape[1] != self.in_channels:
-            c_in = stem.shape[1]
-            if self.in_channels == 1:
-                stem = stem.sum(dim=1, keepdim=True)
-            else:
-                reps = math.ceil(self.in_channels / c_in)
-                stem = stem.repeat(1, reps, 1, 1)[:, : self.in_channels] * (c_in / self.in_channels)
-            state["conv1.weight"] = stem
+        if stem is not None and stem.ndim == 4:
+            state["conv1.weight"] = adapt_stem_channels(stem, self.in_channels)
         try:
             self.backbone.load_state_dict(state, strict=True)
         except RuntimeError as err:
             raise ValueError(f"pretrained checkpoint {path} does not match the backbone: {err}") from err
 
     # ------------------------------------------------------------------------------- forward
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != self.spatial_dims + 2:
-            raise ValueError(
-                f"MSGA(spatial_dims={self.spatial_dims}) expects a {self.spatial_dims + 2}D input "
-                f"(B, C, *spatial), got shape {tuple(x.shape)}."
-            )
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"MSGA expects {self.in_channels} input channels, got {x.shape[1]}.")
-        if any(int(s) % self.size_divisor != 0 for s in x.shape[2:]):
-            raise ValueError(f"MSGA needs every spatial size divisible by {self.size_divisor}; got {tuple(x.shape[2:])}.")
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        self._check_input(x)
+        check_network_input(x, "MSGA", self.spatial_dims, self.in_channels, self.size_divisor)
         feats = self.backbone(x)
         size = feats[0].shape[2:]
-        down = [_resize(blk(f), size, self._mode) for blk, f in zip(self.down, feats)]
+        down = [resize_to(blk(f), size, self._mode) for blk, f in zip(self.down, feats)]
         fused = self.fuse(torch.cat(down[::-1], dim=1))  # the authors' order: scale 4, 3, 2, 1
 
         n = self.num_scales
@@ -482,10 +405,10 @@ class MSGA(nn.Module):
                     refined[s] = out
 
         out_size = x.shape[2:]
-        preds_refined = [_resize(head(r), out_size, self._mode) for head, r in zip(self.predict_refined, refined)]
+        preds_refined = [resize_to(head(r), out_size, self._mode) for head, r in zip(self.predict_refined, refined)]
         if not self.training:
             return (preds_refined[0] + preds_refined[1] + preds_refined[2] + preds_refined[3]) / 4
-        preds = [_resize(head(d), out_size, self._mode) for head, d in zip(self.predict, down)]
+        preds = [resize_to(head(d), out_size, self._mode) for head, d in zip(self.predict, down)]
         sem = []
         for s in order:
             sem += [vecs[0][s], vecs[1][s]]

@@ -18,8 +18,7 @@ import torch
 from monai.networks.layers.factories import Act, Conv, Norm, Pool
 from torch import nn
 
-from svseg.networks.blocks import interp_mode as _interp_mode
-from svseg.networks.blocks import resize_to as _resize
+from svseg.networks.blocks import check_network_input, check_positive_int, interp_mode, resize_to
 
 __all__ = ["SA2Net"]
 
@@ -46,7 +45,7 @@ class ChannelsFirstLayerNorm(nn.Module):
         return self.weight.view(shape) * x + self.bias.view(shape)
 
 
-class ConvNormAct(nn.Sequential):
+class ConvBNReLU(nn.Sequential):
     """3x3 convolution (padding 1) -> BatchNorm -> ReLU (the authors' ``ConvBatchNorm``)."""
 
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int) -> None:
@@ -58,12 +57,12 @@ class ConvNormAct(nn.Sequential):
 
 def _double_conv(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
-        ConvNormAct(spatial_dims, in_channels, out_channels), ConvNormAct(spatial_dims, out_channels, out_channels)
+        ConvBNReLU(spatial_dims, in_channels, out_channels), ConvBNReLU(spatial_dims, out_channels, out_channels)
     )
 
 
 class DownBlock(nn.Module):
-    """Max-pool by 2, then two :class:`ConvNormAct`."""
+    """Max-pool by 2, then two :class:`ConvBNReLU`."""
 
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -160,7 +159,7 @@ class SA2Block(nn.Module):
         conv = Conv[Conv.CONV, spatial_dims]
         n = self.num_scales
         self.channels = channels
-        self.mode = _interp_mode(spatial_dims)
+        self.mode = interp_mode(spatial_dims)
         self.local_attn = nn.ModuleList([MixedScaleFeedForward(spatial_dims, channels, expansion) for _ in range(n)])
         self.norm = Norm[Norm.BATCH, spatial_dims](channels * n)
         self.fuse = conv(channels * n, channels + n, kernel_size=3, padding=1)
@@ -171,14 +170,14 @@ class SA2Block(nn.Module):
 
     def forward(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         ref_size = feats[2].shape[2:]
-        local = [attn(_resize(f, ref_size, self.mode)) for attn, f in zip(self.local_attn, feats)]
+        local = [attn(resize_to(f, ref_size, self.mode)) for attn, f in zip(self.local_attn, feats)]
         fused = self.act(self.fuse(self.norm(torch.cat(local, dim=1))))
         q, gates = torch.split(fused, [self.channels, self.num_scales], dim=1)
         q = self.act(self.qconv(q))
         outs = []
         for i, f in enumerate(feats):
             y = local[i] * gates[:, i : i + 1] * q
-            y = _resize(y, f.shape[2:], self.mode) + f
+            y = resize_to(y, f.shape[2:], self.mode) + f
             outs.append(self.proj[i](self.mlp[i](y)))
         return outs
 
@@ -225,7 +224,7 @@ class AuAUpBlock(nn.Module):
     drives the gate; it is **not** concatenated with the skip.
 
     Nearest upsampling by 2 of ``x``, :class:`AdaptiveUpAttentionGate` on the skip, then two
-    :class:`ConvNormAct` from ``skip_channels`` to ``out_channels``.
+    :class:`ConvBNReLU` from ``skip_channels`` to ``out_channels``.
     """
 
     def __init__(
@@ -238,11 +237,6 @@ class AuAUpBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.convs(self.gate(self.up(x), skip))
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 class SA2Net(nn.Module):
@@ -316,11 +310,11 @@ class SA2Net(nn.Module):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("out_channels", out_channels)
-        _check_positive_int("features", features)
-        _check_positive_int("mlp_ratio", mlp_ratio)
-        _check_positive_int("gate_kernel_size", gate_kernel_size)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
+        check_positive_int("features", features)
+        check_positive_int("mlp_ratio", mlp_ratio)
+        check_positive_int("gate_kernel_size", gate_kernel_size)
         if gate_kernel_size % 2 == 0:
             raise ValueError(f"gate_kernel_size must be odd (same-size padding), got {gate_kernel_size}.")
         valid_expansion = isinstance(ffn_expansion, (int, float)) and not isinstance(ffn_expansion, bool)
@@ -332,13 +326,13 @@ class SA2Net(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.deep_supervision = bool(deep_supervision)
-        self._mode = _interp_mode(spatial_dims)
+        self._mode = interp_mode(spatial_dims)
 
         f = features
         dims = [f, 2 * f, 4 * f, 8 * f]
         conv = Conv[Conv.CONV, spatial_dims]
         # encoder
-        self.inc = ConvNormAct(spatial_dims, in_channels, f)
+        self.inc = ConvBNReLU(spatial_dims, in_channels, f)
         self.down1 = DownBlock(spatial_dims, f, 2 * f)
         self.down2 = DownBlock(spatial_dims, 2 * f, 4 * f)
         self.down3 = DownBlock(spatial_dims, 4 * f, 8 * f)
@@ -362,22 +356,8 @@ class SA2Net(nn.Module):
             self.outc2 = conv(2 * f, out_channels, kernel_size=1)
             self.outc1 = conv(4 * f, out_channels, kernel_size=1)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != self.spatial_dims + 2:
-            raise ValueError(
-                f"SA2Net(spatial_dims={self.spatial_dims}) expects a {self.spatial_dims + 2}D input "
-                f"(B, C, *spatial), got shape {tuple(x.shape)}."
-            )
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"SA2Net expects {self.in_channels} input channels, got {x.shape[1]}.")
-        bad = [int(s) for s in x.shape[2:] if int(s) % self.size_divisor != 0]
-        if bad:
-            raise ValueError(
-                f"SA2Net needs every spatial size divisible by {self.size_divisor}; got {tuple(x.shape[2:])}."
-            )
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        self._check_input(x)
+        check_network_input(x, "SA2Net", self.spatial_dims, self.in_channels, self.size_divisor)
         x1 = self.inc(x)
         x2 = self.down1(x1)
         x3 = self.down2(x2)
@@ -397,7 +377,7 @@ class SA2Net(nn.Module):
         # commutes with bilinear/trilinear resizing (weights sum to 1), so resizing the
         # out_channels-wide logits instead gives the same result at a fraction of the cost.
         size = d1.shape[2:]
-        logits3 = _resize(self.outc3(d2), size, self._mode)
-        logits2 = _resize(self.outc2(d3), size, self._mode)
-        logits1 = _resize(self.outc1(d4), size, self._mode)
+        logits3 = resize_to(self.outc3(d2), size, self._mode)
+        logits2 = resize_to(self.outc2(d3), size, self._mode)
+        logits1 = resize_to(self.outc1(d4), size, self._mode)
         return logits4, logits3, logits2, logits1

@@ -22,11 +22,18 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.layers.factories import Act, Conv, Dropout, Norm, Pool
+from monai.networks.layers.factories import Act, Conv, Dropout, Norm
 from torch import nn
 
-from svseg.networks.blocks import interp_mode as _interp_mode
-from svseg.networks.blocks import state_dict_mismatch
+from svseg.networks.blocks import (
+    ResNetEncoder,
+    adapt_stem_channels,
+    check_positive_int,
+    extract_patches,
+    fold_patches,
+    interp_mode,
+    state_dict_mismatch,
+)
 
 __all__ = ["SvANet"]
 
@@ -101,68 +108,6 @@ class StochasticDepth(nn.Module):
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)
         noise = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
         return x * noise.div_(keep)
-
-
-# --------------------------------------------------------------------------------------- encoder
-class Bottleneck(nn.Module):
-    """ResNet v1.5 bottleneck (stride on the 3x3 conv), torchvision attribute names."""
-
-    expansion = 4
-
-    def __init__(self, spatial_dims: int, in_planes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        conv, norm = Conv[Conv.CONV, spatial_dims], Norm[Norm.BATCH, spatial_dims]
-        out_planes = planes * self.expansion
-        self.conv1 = conv(in_planes, planes, 1, bias=False)
-        self.bn1 = norm(planes, eps=_BN_EPS)
-        self.conv2 = conv(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = norm(planes, eps=_BN_EPS)
-        self.conv3 = conv(planes, out_planes, 1, bias=False)
-        self.bn3 = norm(out_planes, eps=_BN_EPS)
-        self.relu = Act[Act.RELU](inplace=True)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or in_planes != out_planes:
-            self.downsample = nn.Sequential(conv(in_planes, out_planes, 1, stride, bias=False), norm(out_planes, eps=_BN_EPS))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
-
-
-class ResNet50Encoder(nn.Module):
-    """ResNet-50 without ``fc``; parameter names equal torchvision's, so its state dict loads.
-
-    ``forward`` returns the five stage outputs: stem (stride 2, before the max pool), layer1
-    (stride 4), layer2 (8), layer3 (16), layer4 (32), as in the authors' ``forwardTuple``.
-    """
-
-    def __init__(self, spatial_dims: int, in_channels: int, base_width: int = 64, layers: Sequence[int] = (3, 4, 6, 3)) -> None:
-        super().__init__()
-        self.conv1 = Conv[Conv.CONV, spatial_dims](in_channels, base_width, 7, 2, 3, bias=False)
-        self.bn1 = Norm[Norm.BATCH, spatial_dims](base_width, eps=_BN_EPS)
-        self.relu = Act[Act.RELU](inplace=True)
-        self.maxpool = Pool[Pool.MAX, spatial_dims](kernel_size=3, stride=2, padding=1)
-        in_planes = base_width
-        self.out_channels = [base_width]
-        for i, (blocks, stride) in enumerate(zip(layers, (1, 2, 2, 2))):
-            planes = base_width * 2**i
-            mods = []
-            for j in range(blocks):
-                mods.append(Bottleneck(spatial_dims, in_planes, planes, stride if j == 0 else 1))
-                in_planes = planes * Bottleneck.expansion
-            setattr(self, f"layer{i + 1}", nn.Sequential(*mods))
-            self.out_channels.append(in_planes)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x0 = self.relu(self.bn1(self.conv1(x)))
-        x1 = self.layer1(self.maxpool(x0))
-        x2 = self.layer2(x1)
-        x3 = self.layer3(x2)
-        x4 = self.layer4(x3)
-        return [x0, x1, x2, x3, x4]
 
 
 # ------------------------------------------------------------------------------ attention blocks
@@ -256,31 +201,18 @@ class AssembleFormer(nn.Module):
         self.global_rep = nn.Sequential(*[LinearAttnFFN(dim, ffn_dim) for _ in range(num_attn_blocks)], nn.BatchNorm2d(dim))
         self.conv_proj = ConvNormAct(spatial_dims, 2 * dim, channels, 1, norm=True)
 
-    def _unfold(self, x: torch.Tensor) -> torch.Tensor:
-        b, c = x.shape[:2]
-        sizes = x.shape[2:]
-        p, d = self.patch, self.spatial_dims
-        split = [b, c]
-        for s in sizes:
-            split += [s // p, p]
-        x = x.reshape(split)
-        # (B, C, s1/p, p, s2/p, p, ...) -> (B, C, p, p, ..., s1/p, s2/p, ...)
-        perm = [0, 1] + [3 + 2 * i for i in range(d)] + [2 + 2 * i for i in range(d)]
-        return x.permute(perm).reshape(b, c, p**d, -1)
+    def to_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, *S)`` -> ``(B, C, patch**d, N)``: pixel-in-patch axis first, as the authors' ``F.unfold``."""
+        return extract_patches(x, self.patch).transpose(2, 3).contiguous()
 
-    def _fold(self, x: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
-        b, c = x.shape[:2]
-        p, d = self.patch, self.spatial_dims
-        x = x.reshape([b, c] + [p] * d + [s // p for s in sizes])
-        perm = [0, 1]
-        for i in range(d):
-            perm += [2 + d + i, 2 + i]
-        return x.permute(perm).reshape([b, c] + list(sizes))
+    def from_patches(self, x: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+        """Inverse of :meth:`to_patches` for spatial ``sizes`` (each a multiple of ``patch``)."""
+        return fold_patches(x.transpose(2, 3), self.patch, sizes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         local = self.local_rep(x)
         sizes = local.shape[2:]
-        glob = self._fold(self.global_rep(self._unfold(local)), sizes)
+        glob = self.from_patches(self.global_rep(self.to_patches(local)), sizes)
         return x + self.conv_proj(torch.cat((glob, local), dim=1))
 
 
@@ -433,7 +365,7 @@ class ASPPPooling(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[2:]
         y = self.conv(x.mean(dim=tuple(range(2, x.ndim)), keepdim=True))
-        return F.interpolate(y, size=size, mode=_interp_mode(self.spatial_dims), align_corners=False)
+        return F.interpolate(y, size=size, mode=interp_mode(self.spatial_dims), align_corners=False)
 
 
 class ASPP(nn.Module):
@@ -454,7 +386,7 @@ class ASPP(nn.Module):
 
 
 # ------------------------------------------------------------------------------------- network
-def _torchvision_resnet50_state_dict() -> dict:
+def torchvision_resnet50_state_dict() -> dict:
     """Download (torchvision cache) the ImageNet ResNet-50 weights the authors used."""
     from torchvision.models import ResNet50_Weights
 
@@ -561,7 +493,8 @@ class SvANet(nn.Module):
         )
         self.spatial_dims = spatial_dims
         self.fg_start_stage = fg_start_stage
-        self.encoder = ResNet50Encoder(spatial_dims, in_channels, base_width)
+        # ResNet-50 (torchvision names); its five outputs are the authors' forwardTuple (stem + 4 stages)
+        self.encoder = ResNetEncoder(spatial_dims, in_channels, stem_width=base_width, norm_eps=_BN_EPS)
         stage_channels = self.encoder.out_channels  # stages 1..5
         branch_stages = list(range(fg_start_stage, 5))  # stage 5 goes to ASPP only
         branch_channels = [stage_channels[s - 1] for s in branch_stages]
@@ -593,16 +526,12 @@ class SvANet(nn.Module):
     @staticmethod
     def _validate(spatial_dims, in_channels, out_channels, pretrained, fg_start_stage, img_size, svattn_divisor,
                   moc_pool_res, aspp_rates, aspp_channels, aspp_dropout, num_attn_blocks, cross_drop_rate, base_width) -> None:
-        def _pos_int(name, v):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-
         if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("img_size", img_size),
                         ("svattn_divisor", svattn_divisor), ("aspp_channels", aspp_channels),
                         ("num_attn_blocks", num_attn_blocks), ("base_width", base_width)):
-            _pos_int(name, v)
+            check_positive_int(name, v)
         if isinstance(fg_start_stage, bool) or fg_start_stage not in (1, 2, 3, 4):
             raise ValueError(f"fg_start_stage must be 1, 2, 3 or 4 (stage 5 feeds the ASPP only), got {fg_start_stage!r}")
         if base_width % 8 != 0:
@@ -642,7 +571,7 @@ class SvANet(nn.Module):
             ValueError: the file is not a ResNet-50 state dict (missing / unexpected / mis-shaped keys).
         """
         if pretrained is True:
-            state = _torchvision_resnet50_state_dict()
+            state = torchvision_resnet50_state_dict()
             source = TORCHVISION_WEIGHTS
         else:
             path = os.fspath(pretrained)
@@ -661,13 +590,8 @@ class SvANet(nn.Module):
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         own = self.encoder.state_dict()
         w = state.get("conv1.weight")
-        if isinstance(w, torch.Tensor) and w.ndim == 4 and w.shape[1] != own["conv1.weight"].shape[1]:
-            n_in = own["conv1.weight"].shape[1]
-            if n_in == 1:
-                state["conv1.weight"] = w.sum(dim=1, keepdim=True)
-            else:
-                reps = -(-n_in // w.shape[1])
-                state["conv1.weight"] = w.repeat(1, reps, 1, 1)[:, :n_in] * (w.shape[1] / n_in)
+        if isinstance(w, torch.Tensor) and w.ndim == 4:
+            state["conv1.weight"] = adapt_stem_channels(w, own["conv1.weight"].shape[1])
         missing, unexpected, bad = state_dict_mismatch(own, state)
         if missing or unexpected:
             raise ValueError(
@@ -698,7 +622,7 @@ class SvANet(nn.Module):
         decoded = self.link_head(out, feats[4])
         decoded.reverse()
         decoded.append(head)
-        mode = _interp_mode(self.spatial_dims)
+        mode = interp_mode(self.spatial_dims)
         size = decoded[0].shape[2:]
         fused = torch.cat([decoded[0]] + [F.interpolate(d, size=size, mode=mode, align_corners=True) for d in decoded[1:]], dim=1)
         logits = self.classifier(fused)

@@ -22,8 +22,9 @@ import pytest
 import torch
 from torch import nn
 
-from svseg.networks.afma import AFMA, AFMAHead, AFMAttention, afma_pool_depth, extract_patches, fold_patches
-from tests.networks.base import BadArgs, NetCase, NetworkTester, ParamPin, count_parameters
+from svseg.networks.afma import AFMA, AFMAHead, AFMAttention, afma_pool_depth
+from svseg.networks.blocks import extract_patches, fold_patches
+from tests.networks.base import BadArgs, NetCase, NetworkTester, ParamPin
 
 # ------------------------------------------------------------------ authors' figures (K = 3)
 # figures.md section 3 table: (encoder, decoder, att_depth) -> authors' parameter count at K=3

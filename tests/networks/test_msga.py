@@ -118,7 +118,7 @@ def test_eval_is_mean_of_refined_predictions(small_net):
         ev = net(x)
         net.train()
         for m in net.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            if isinstance(m, torch.nn.BatchNorm2d):
                 m.eval()
         out = net(x)
     net.eval()

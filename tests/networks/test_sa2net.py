@@ -117,7 +117,7 @@ def test_eval_output_is_first_train_output_and_logits():
         # train-mode structure with BN kept in eval mode: same numbers for the main head
         net.train()
         for m in net.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            if isinstance(m, torch.nn.BatchNorm2d):
                 m.eval()
         tr = net(x)
     assert isinstance(tr, tuple) and len(tr) == 4

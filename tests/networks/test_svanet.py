@@ -11,7 +11,8 @@ import torch
 
 from svseg.networks import SvANet
 from svseg.networks import svanet as svanet_module
-from svseg.networks.svanet import CSLayer, MoCAttention, ResNet50Encoder
+from svseg.networks.blocks import ResNetEncoder
+from svseg.networks.svanet import AssembleFormer, CSLayer, MoCAttention
 from tests.networks.base import BadArgs, NetCase, NetworkTester, ParamPin, count_parameters
 
 # the authors' count per module (figures.md section 1), SvANet(2, 3, 2)
@@ -182,13 +183,16 @@ def test_moc_attention_train_and_eval():
 
 def test_encoder_layout_matches_torchvision():
     torchvision = pytest.importorskip("torchvision")
-    enc = ResNet50Encoder(2, 3)
+    enc = ResNetEncoder(2, 3)
     tv = torchvision.models.resnet50(weights=None)
     tv_keys = {k: v.shape for k, v in tv.state_dict().items() if not k.startswith("fc.")}
     assert {k: v.shape for k, v in enc.state_dict().items()} == tv_keys
     # the authors' stage-1 "Conv1" (7x7 conv + BN): 9,536 parameters
     assert count_parameters(enc.conv1) + count_parameters(enc.bn1) == 9_536
     assert enc.out_channels == [64, 256, 512, 1024, 2048]
+    # SvANet builds it with the authors' BaseConv2d batch norm (eps 1e-3) in every layer
+    svanet_bns = [m for m in SvANet(**_TRAIN_KW).encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(svanet_bns) == 53 and all(m.eps == 1e-3 for m in svanet_bns)
 
 
 def test_pretrained_local_state_dict(tmp_path):
@@ -223,7 +227,7 @@ def test_pretrained_true_uses_torchvision_weights(monkeypatch):
         calls.append(1)
         return state
 
-    monkeypatch.setattr(svanet_module, "_torchvision_resnet50_state_dict", fake)
+    monkeypatch.setattr(svanet_module, "torchvision_resnet50_state_dict", fake)
     net = SvANet(pretrained=True, aspp_channels=16)
     assert calls == [1]
     assert torch.equal(net.encoder.conv1.weight, state["conv1.weight"])
@@ -281,13 +285,11 @@ def test_paper_configuration_at_512():
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_assembleformer_patch_unfold_fold(spatial_dims):
-    from svseg.networks.svanet import AssembleFormer
-
     block = AssembleFormer(spatial_dims, 8)
     x = torch.randn((2, 4) + (6, 4, 8)[:spatial_dims])
-    patches = block._unfold(x)
+    patches = block.to_patches(x)
     assert patches.shape == (2, 4, 2**spatial_dims, x[0, 0].numel() // 2**spatial_dims)
-    torch.testing.assert_close(block._fold(patches, x.shape[2:]), x, rtol=0, atol=0)
+    torch.testing.assert_close(block.from_patches(patches, x.shape[2:]), x, rtol=0, atol=0)
     if spatial_dims == 2:
         # the same (B, C, pixel-in-patch, patch) layout as the authors' F.unfold with 2x2 patches
         ref = torch.nn.functional.unfold(x, kernel_size=2, stride=2).reshape(2, 4, 4, -1)

@@ -1,4 +1,4 @@
-"""AFMALoss (Sang et al., TPAMI 2023): gold AFMA, loss value, training behaviour.
+"""AFMALoss (Sang et al., TPAMI 2023; svseg.losses.afma): gold AFMA, loss value, training behaviour.
 
 All label maps and images here are synthetic (small hand-made or random arrays).
 """
@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from svseg.losses import AFMALoss, afma_gold_attention
+from svseg.networks import AFMA
+from svseg.networks.afma import afma_pool_depth
 
 
 def _gold_numpy(label: np.ndarray, k: int, pool_depth: int, p: int) -> np.ndarray:
@@ -106,15 +108,11 @@ def test_loss_rejects_eval_output_and_mismatched_config():
 
 @pytest.mark.parametrize("decoder,att_depth", [("deeplabv3", 4), ("pspnet", 5), ("pan", 5), ("unet", 3)])
 def test_loss_pool_depth_follows_network(decoder, att_depth):
-    from svseg.networks.afma import afma_pool_depth
-
     assert AFMALoss(att_depth=att_depth, decoder=decoder).pool_depth == afma_pool_depth(decoder, att_depth)
 
 
 def test_loss_decreases_on_fixed_batch():
     """Synthetic image/label pair: two classes, the foreground a bright square."""
-    from svseg.networks import AFMA
-
     torch.manual_seed(0)
     net = AFMA(spatial_dims=2, in_channels=1, out_channels=2, decoder="unet", encoder_name="resnet18", att_depth=2)
     loss_fn = AFMALoss(att_depth=2, patch_size=10, decoder="unet")
@@ -136,8 +134,6 @@ def test_loss_decreases_on_fixed_batch():
 
 def test_loss_with_deeplabv3_special_case_backward():
     """DeepLabV3 at att_depth 4: network and loss both pool by 2**3 (the authors' rule)."""
-    from svseg.networks import AFMA
-
     torch.manual_seed(0)
     net = AFMA(in_channels=1, out_channels=3, decoder="deeplabv3", encoder_name="resnet18", att_depth=4, patch_size=4).train()
     target = torch.randint(0, 3, (2, 1, 64, 64))

@@ -95,11 +95,11 @@ def test_absent_class_contributes_one():
     """A class with no foreground pixel gives (sum p^2 + eps) / (sum p^2 + eps) = 1 whatever p is."""
     loss = BoundaryDoULoss()
     score = torch.rand(2, 5, 5)
-    assert float(loss._class_loss(score, torch.zeros(2, 5, 5))) == pytest.approx(1.0, abs=1e-7)
+    assert float(loss.class_loss(score, torch.zeros(2, 5, 5))) == pytest.approx(1.0, abs=1e-7)
     # so with only background present, the mean over 3 classes is (bg term + 2) / 3
     labels = torch.zeros(1, 1, 5, 5, dtype=torch.long)
     logits = torch.randn(1, 3, 5, 5)
-    bg = float(loss._class_loss(torch.softmax(logits, 1)[:, 0], torch.ones(1, 5, 5)))
+    bg = float(loss.class_loss(torch.softmax(logits, 1)[:, 0], torch.ones(1, 5, 5)))
     assert float(loss(logits, labels)) == pytest.approx((bg + 2.0) / 3.0, rel=1e-6)
     assert float(loss(logits, labels)) == pytest.approx(_reference(logits.double().numpy(), labels[:, 0].numpy()), rel=1e-5)
 
@@ -136,7 +136,7 @@ def test_3d_extension_kernel():
     """3D: a 3x3x3 cube has 1 interior voxel (the 6-neighbour cross is complete only at its centre)."""
     lab = torch.zeros(1, 5, 5, 5)
     lab[0, 1:4, 1:4, 1:4] = 1
-    assert int(BoundaryDoULoss._boundary_count(lab)) == 26
+    assert int(BoundaryDoULoss.boundary_count(lab)) == 26
     out = BoundaryDoULoss()(torch.randn(1, 2, 5, 5, 5), lab[:, None])
     assert out.ndim == 0 and torch.isfinite(out)
 
