@@ -12,7 +12,7 @@ Both loops use the same network and weights:
 
 * reference: TransUNet/MSA2Net ``test_single_volume``: per slice, ``scipy.ndimage.zoom(order=3)`` to
   224 x 224, network at batch 1 under ``no_grad``, softmax, argmax, ``zoom(order=0)`` back;
-* svseg: :meth:`svseg.inference.SliceInferer.predict_labels` with ``mode="transunet"``:
+* svseg: :meth:`svseg.inference.VolumeSliceInferer.predict_labels` with ``mode="transunet"``:
   ``zoom_backend="scipy"`` (exact procedure, batched network calls) and ``zoom_backend="torch"``
   (batched bicubic ``interpolate``, index-exact nearest upsampling, ``inference_mode``), in float32
   and under bfloat16 autocast.
@@ -157,7 +157,7 @@ def machine() -> str:
 
 
 def main(argv=None) -> dict:
-    from svseg.inference import SliceInferer
+    from svseg.inference import VolumeSliceInferer
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
@@ -180,9 +180,9 @@ def main(argv=None) -> dict:
     x = torch.from_numpy(vol)[None, None]
     n_slices = vol.shape[2]
     variants = {
-        "svseg_exact_scipy_fp32": SliceInferer(ROI, axis=2, batch_size=args.batch_size, mode="transunet", zoom_backend="scipy"),
-        "svseg_torch_fp32": SliceInferer(ROI, axis=2, batch_size=args.batch_size, mode="transunet", zoom_backend="torch"),
-        "svseg_torch_bf16": SliceInferer(
+        "svseg_exact_scipy_fp32": VolumeSliceInferer(ROI, axis=2, batch_size=args.batch_size, mode="transunet", zoom_backend="scipy"),
+        "svseg_torch_fp32": VolumeSliceInferer(ROI, axis=2, batch_size=args.batch_size, mode="transunet", zoom_backend="torch"),
+        "svseg_torch_bf16": VolumeSliceInferer(
             ROI, axis=2, batch_size=args.batch_size, mode="transunet", zoom_backend="torch", amp_dtype=torch.bfloat16
         ),
     }

@@ -10,8 +10,8 @@ Subcommands (``svseg <command> --help`` explains every option)::
     svseg report    OUTPUT_DIR [--images DIR]
 
 Also runnable as ``python -m svseg.cli``. Each command calls one documented function
-(:func:`svseg.bundle.demo.run_demo`, :func:`svseg.data.prepare`,
-:func:`svseg.bundle.demo.run_bundle`, :func:`predict`, :func:`svseg.evaluation.evaluate_folders`,
+(:func:`svseg.bundle.run_demo`, :func:`svseg.data.prepare`,
+:func:`svseg.bundle.run_bundle`, :func:`svseg.bundle.predict`, :func:`svseg.evaluation.evaluate_folders`,
 :func:`svseg.report.report`); results go to files, logs to stdout/stderr, errors exit non-zero with
 one clear line.
 """
@@ -19,21 +19,21 @@ one clear line.
 from __future__ import annotations
 
 import argparse
+import textwrap
 import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "build_parser", "predict", "parse_overrides"]
+from svseg.bundle import predict, run_bundle, run_demo
+from svseg.data import prepare
+from svseg.evaluation import evaluate_folders
+from svseg.report import format_summary, record_sources, report, write_overlays
+from svseg.runtime import progress_enabled
 
-_NIFTI = (".nii.gz", ".nii")
-_IMAGE_EXTS = (".nii.gz", ".nii", ".h5", ".nrrd", ".mha")
-
+__all__ = ["main", "build_parser", "parse_overrides"]
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Show defaults and keep the description's line breaks."""
@@ -61,167 +61,24 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
-def _case_name(path: Path) -> str:
-    name = path.name
-    for suf in _IMAGE_EXTS:
-        if name.lower().endswith(suf):
-            return name[: -len(suf)]
-    return path.stem
-
-
-def _input_files(input_path: Path) -> list[Path]:
-    if input_path.is_file():
-        return [input_path]
-    if input_path.is_dir():
-        files = sorted(p for p in input_path.iterdir() if p.is_file() and p.name.lower().endswith(_IMAGE_EXTS))
-        if not files:
-            raise FileNotFoundError(f"--input {str(input_path)!r} holds no image files ({', '.join(_IMAGE_EXTS)}).")
-        return files
-    raise FileNotFoundError(f"--input {str(input_path)!r} does not exist.")
-
-
-def predict(bundle: str, input_path: str | os.PathLike, output_dir: str | os.PathLike,
-            checkpoint: str | os.PathLike | None = None, device: str = "auto", dataset: str | None = None,
-            overrides: dict[str, Any] | None = None) -> list[Path]:
-    """Segment NIfTI images with a bundle and write NIfTI label maps with the input geometry.
-
-    Runs the bundle's ``configs/inference.json`` (``run``) with MONAI's bundle machinery
-    (:func:`svseg.bundle.demo.run_bundle`) on the given file(s). Each output
-    ``<output_dir>/<case>_seg.nii.gz`` is checked to have the input's shape and affine.
-
-    Args:
-        bundle: bundle folder name under ``bundles/`` (e.g. ``msa2net``).
-        input_path: one image file or a folder of images.
-        output_dir: folder for the label maps.
-        checkpoint: weights (``model.pt`` or an svseg ``checkpoint_*.pt``); default the
-            bundle's ``ckpt_path``.
-        device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto``.
-        dataset: dataset whose rules (classes, intensity) the network was trained with
-            (default the bundle's ``dataset_name``).
-        overrides: more config overrides (e.g. ``{"roi_size": [224, 224]}``).
-
-    Returns:
-        The written files.
-
-    Raises:
-        FileNotFoundError: missing input, bundle or checkpoint.
-    """
-    from svseg.bundle.demo import bundle_dir, run_bundle
-
-    root = bundle_dir(bundle)
-    if not (root / "configs" / "inference.json").is_file():
-        raise FileNotFoundError(f"bundle {bundle!r} has no configs/inference.json ({root}).")
-    files = _input_files(Path(input_path))
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"--checkpoint {str(checkpoint)!r} does not exist.")
-    out = Path(output_dir).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    override: dict[str, Any] = {"device": device, "prediction_dir": str(out)}
-    if checkpoint is not None:
-        override["ckpt_path"] = str(Path(checkpoint).absolute())
-    if dataset is not None:
-        override["dataset_name"] = dataset
-    override.update(overrides or {})
-    # the bundle reads a folder: stage single files (symlinks) in a temporary one
-    with tempfile.TemporaryDirectory(prefix="svseg-predict-") as staging:
-        if len(files) == 1 and Path(input_path).is_file():
-            link = Path(staging) / files[0].name
-            try:
-                link.symlink_to(files[0].absolute())
-            except OSError:
-                shutil.copy2(files[0], link)
-            override["input_dir"] = staging
-        else:
-            override["input_dir"] = str(Path(input_path).absolute())
-        run_bundle("run", bundle, ("inference.json",), **override)
-    written = []
-    for f in files:
-        target = out / f"{_case_name(f)}_seg.nii.gz"
-        if not target.is_file():
-            raise FileNotFoundError(f"the bundle did not write {target} for {f}.")
-        _check_geometry(f, target)
-        written.append(target)
-    return written
-
-
-def _check_geometry(image: Path, pred: Path) -> None:
-    if not image.name.lower().endswith(_NIFTI):
-        return
-    import nibabel as nib
-    import numpy as np
-
-    a, b = nib.load(str(image)), nib.load(str(pred))
-    shape_a = a.shape[:3]
-    if b.shape[:3] != shape_a or not np.allclose(a.affine, b.affine, atol=1e-4):
-        logging.getLogger("svseg.cli").warning(
-            f"{pred.name}: shape {b.shape[:3]} / affine differ from the input {image.name} {shape_a}; "
-            "the bundle's preprocessing changed the geometry."
-        )
-
-
 # ----------------------------------------------------------------------------- commands
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from svseg.bundle.demo import run_demo
-
     summary = run_demo(output_dir=args.output, data_dir=args.data_dir, tiny=args.tiny, device=args.device,
                        max_iterations=args.max_iterations, num_threads=args.num_threads, bundle=args.bundle)
     out = Path(args.output)
-    if not (out / "overlays").is_dir() or not any((out / "overlays").glob("*.png")):
-        _demo_overlays(out, args)
-    if (out / "metrics.csv").is_file():
-        from svseg.report import report
-
-        report(out, print_summary=False, overlays=False)
     png = sorted((out / "overlays").glob("*.png")) if (out / "overlays").is_dir() else []
     print(f"pictures: progress {'found' if list(out.rglob('progress.png')) else 'missing'}, "
           f"{len(png)} overlay PNG(s), box plot {'found' if (out / 'boxplot.png').is_file() else 'missing'}")
     return 0 if summary is not None else 1
 
 
-def _demo_overlays(out: Path, args: argparse.Namespace) -> None:
-    """Overlays of the demo's test cases when the bundle's evaluation drew none: predict them
-    with the trained weights (``predictions/``), then draw ``overlays/<case>.png``."""
-    from svseg.data import datalist_for, prepare_demo
-    from svseg.report import write_overlays
-
-    ckpt = next((p for p in (out / "models" / "model.pt", out / "checkpoint_best.pt", out / "checkpoint_latest.pt")
-                 if p.is_file()), None)
-    if ckpt is None:
-        logging.getLogger("svseg.cli").warning(f"no trained weights in {out}; demo overlays skipped.")
-        return
-    root = prepare_demo(args.data_dir, tiny=args.tiny)
-    entries = datalist_for("demo", str(root), "test")
-    with tempfile.TemporaryDirectory(prefix="svseg-demo-") as tmp:
-        img_dir, ref_dir = Path(tmp) / "images", Path(tmp) / "labels"
-        img_dir.mkdir()
-        ref_dir.mkdir()
-        for e in entries:
-            name = Path(e["image"]).name
-            (img_dir / name).symlink_to(Path(e["image"]).absolute())
-            (ref_dir / f"{_case_name(Path(name))}_seg.nii.gz").symlink_to(Path(e["label"]).absolute())
-        predict(args.bundle, img_dir, out / "predictions", checkpoint=ckpt, device=args.device, dataset="demo",
-                overrides={"data_root": str(root)})
-        names = None
-        try:
-            from svseg.data import get_dataset
-
-            names = list(getattr(get_dataset("demo"), "class_names", None) or []) or None
-        except Exception:  # noqa: BLE001 - names are cosmetic
-            names = None
-        write_overlays(out / "predictions", ref_dir, img_dir, out, class_names=names)
-
-
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from svseg.data import prepare
-
     path = prepare(args.dataset, args.source, args.output, **parse_overrides(args.option))
     print(f"prepared {args.dataset} in {path}")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from svseg.bundle.demo import run_bundle
-
     override = parse_overrides(args.override)
     for key, value in (("dataset_name", args.dataset), ("data_root", args.data_root), ("output_dir", args.output),
                        ("max_epochs", args.max_epochs), ("device", args.device)):
@@ -252,10 +109,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from svseg.evaluation import evaluate_folders
-    from svseg.handlers import progress_enabled
-    from svseg.report import format_summary, record_sources, write_overlays
-
     summary = evaluate_folders(args.pred, args.ref, args.output, protocol=args.protocol, class_names=args.classes,
                                small_objects=args.small_objects, allow_missing=args.allow_missing,
                                plot=not args.no_plot, progress=progress_enabled())
@@ -270,8 +123,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from svseg.report import report
-
     report(args.output_dir, pred_dir=args.pred, ref_dir=args.ref, image_dir=args.images, n_slices=args.n_slices,
            overlays=not args.no_overlays)
     return 0
@@ -280,7 +131,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``svseg`` argument parser (one subparser per command)."""
-    import textwrap
 
     parts = __doc__.split("\n\n")
     description = parts[0] + "\n\n" + textwrap.dedent(parts[2])
@@ -324,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", formatter_class=_Formatter, help="train a bundle (resumes automatically)",
                        description="Run a bundle's 'training' (configs/train.json plus --config files). A killed run "
                                    "resumes from <output>/checkpoint_latest.pt when the bundle wires "
-                                   "svseg.handlers.CheckpointResumer (resume='auto' by default).")
+                                   "svseg.training.CheckpointResumer (resume='auto' by default).")
     p.add_argument("--bundle", required=True, help="bundle folder name under bundles/, e.g. msa2net")
     p.add_argument("--dataset", default=None, help="dataset_name override: synapse, lits, acdc or demo")
     p.add_argument("--data-root", default=None, help="data_root override: the prepared data folder")
@@ -345,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", formatter_class=_Formatter, help="segment NIfTI images with a bundle",
                        description="Segment one NIfTI image or a folder of them with a bundle's inference.json; writes "
-                                   "<output>/<case>_seg.nii.gz label maps with the input's affine. Calls svseg.cli.predict.")
+                                   "<output>/<case>_seg.nii.gz label maps with the input's affine. Calls svseg.bundle.predict.")
     p.add_argument("--bundle", required=True, help="bundle folder name under bundles/, e.g. msa2net")
     p.add_argument("--input", required=True, help="a NIfTI (.nii/.nii.gz) file or a folder of them")
     p.add_argument("--output", required=True, help="folder for the predicted label maps")

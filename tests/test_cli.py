@@ -265,7 +265,7 @@ def test_cli_demo_produces_valid_pictures(tmp_path, capsys):
     from PIL import Image
 
     from svseg.data import datalist_for, prepare_demo
-    from svseg.handlers import ProgressPlot
+    from svseg.training import ProgressPlot
 
     out = tmp_path / "demo"
     assert main(["demo", "--output", str(out), "--tiny", "--max-iterations", "2", "--num-threads", "1",

@@ -1,64 +1,41 @@
-"""Glue between the MONAI bundles under ``bundles/`` and the svseg packages.
+"""The bundle stage: svseg's MONAI bundles (``bundles/<net>/configs/*.json``) and how to run them.
 
-Configs reach this package with ``_target_`` and ``$`` expressions (``$import svseg.bundle as sb``),
-so that every bundle's JSON stays short and dataset rules live in one place.
+* :mod:`svseg.bundle.config`: the data set's rules that the JSON reads by name
+  (``"$import svseg.bundle as sb"``, then ``"$sb.class_names(@dataset_name)"``); everything else of
+  the recipe is spelled out in the JSON itself.
+* :mod:`svseg.bundle.run`: :func:`bundle_dir`, :func:`run_bundle` (as ``python -m monai.bundle run``)
+  and :func:`predict` (``svseg predict``).
+* :mod:`svseg.bundle.demo`: :func:`run_demo` (``svseg demo``).
 """
 from __future__ import annotations
 
-from svseg.bundle.components import (
-    HalveLROnStall,
-    LabelCrossEntropyLoss,
-    TensorBoardStats,
-    PeriodicValidation,
+from svseg.bundle.config import (
+    DEMO,
     class_names,
     datalist,
-    destroy_distributed,
-    effective_dataset,
-    evaluate_volumes,
     inference_datalist,
     inference_mode,
-    init_distributed,
-    intensity_transforms,
     num_classes,
-    poly_scheduler,
-    predict_volumes,
+    prepared_range,
     protocol,
-    rank_zero_handlers,
-    resolve_device,
-    roi_size,
-    scaled_lr,
-    slice_inferer,
-    slice_transforms,
-    val_dataset,
-    volume_transforms,
-    warmup_cosine_scheduler,
 )
+from svseg.bundle.demo import run_demo
+from svseg.bundle.run import bundle_dir, bundle_names, bundles_root, input_files, predict, run_bundle
 
 __all__ = [
-    "HalveLROnStall",
-    "LabelCrossEntropyLoss",
-    "TensorBoardStats",
-    "PeriodicValidation",
+    "DEMO",
+    "bundle_dir",
+    "bundle_names",
+    "bundles_root",
     "class_names",
     "datalist",
-    "destroy_distributed",
-    "effective_dataset",
-    "evaluate_volumes",
     "inference_datalist",
     "inference_mode",
-    "init_distributed",
-    "intensity_transforms",
+    "input_files",
     "num_classes",
-    "poly_scheduler",
-    "predict_volumes",
+    "predict",
+    "prepared_range",
     "protocol",
-    "rank_zero_handlers",
-    "resolve_device",
-    "roi_size",
-    "scaled_lr",
-    "slice_inferer",
-    "slice_transforms",
-    "val_dataset",
-    "volume_transforms",
-    "warmup_cosine_scheduler",
+    "run_bundle",
+    "run_demo",
 ]

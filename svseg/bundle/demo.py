@@ -24,53 +24,15 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["bundle_dir", "run_bundle", "run_demo", "main"]
+import pandas as pd
+import torch
+
+from svseg.bundle.run import run_bundle
+from svseg.data import prepare_demo
+
+__all__ = ["run_demo", "main"]
 
 logger = logging.getLogger(__name__)
-
-
-def bundle_dir(name: str = "msa2net") -> Path:
-    """The folder of bundle ``name`` (``bundles/<name>`` next to the ``svseg`` package)."""
-    import svseg
-
-    candidates = [Path(svseg.__file__).resolve().parents[1] / "bundles" / name, Path.cwd() / "bundles" / name]
-    for c in candidates:
-        if (c / "configs" / "train.json").is_file():
-            return c
-    raise FileNotFoundError(f"bundle {name!r} not found (looked for configs/train.json in {[str(c) for c in candidates]}).")
-
-
-def run_bundle(run_id: str, name: str = "msa2net", config_files: Sequence[str] = ("train.json",),
-               **override: Any) -> Any:
-    """Run ``run_id`` of bundle ``name`` in this process, as ``python -m monai.bundle run`` would.
-
-    Args:
-        run_id: ``training``, ``evaluating`` or ``run``.
-        name: bundle folder under ``bundles/``.
-        config_files: config file names under ``configs/``, merged in order.
-        override: config overrides, e.g. ``max_epochs=2``, ``data_root="/data/synapse"``.
-    """
-    import warnings
-
-    from monai.bundle import ConfigWorkflow
-
-    root = bundle_dir(name)
-    configs = [str(root / "configs" / f) for f in config_files]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # MONAI's "configs run code" notice: these are ours
-        workflow = ConfigWorkflow(
-            config_file=configs,
-            meta_file=str(root / "configs" / "metadata.json"),
-            logging_file=str(root / "configs" / "logging.conf"),
-            run_id=run_id,
-            workflow_type=None,
-            bundle_root=str(root),
-            **override,
-        )
-    workflow.initialize()
-    result = workflow.run()
-    workflow.finalize()
-    return result
 
 
 def run_demo(output_dir: str | os.PathLike = "outputs/demo", data_dir: str | os.PathLike | None = None,
@@ -90,10 +52,6 @@ def run_demo(output_dir: str | os.PathLike = "outputs/demo", data_dir: str | os.
     Returns:
         The evaluation summary (``summary.json`` contents) with ``wall_time_s`` added.
     """
-    import torch
-
-    from svseg.data.demo import prepare_demo
-
     if num_threads:
         torch.set_num_threads(int(num_threads))
     t0 = time.perf_counter()
@@ -126,8 +84,6 @@ def run_demo(output_dir: str | os.PathLike = "outputs/demo", data_dir: str | os.
 
 
 def _mean_dice_per_class(metrics_csv: str) -> dict[str, float]:
-    import pandas as pd
-
     df = pd.read_csv(metrics_csv)
     return {str(k): float(v) for k, v in df.groupby("class", sort=False)["dice"].mean().items()}
 

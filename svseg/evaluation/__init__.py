@@ -6,19 +6,18 @@
 
 Main entry points: :func:`evaluate_case`, :func:`write_report`, :func:`evaluate_folders`
 (also ``python -m svseg.evaluation --pred P --ref R --output O --protocol standard``).
+
+Modules, low to high (no cycles): :mod:`~svseg.evaluation.metrics` (binary-mask metrics) and
+:mod:`~svseg.evaluation.labels` (label maps, class names) < :mod:`~svseg.evaluation.small_objects`
+(per-object metrics) < :mod:`~svseg.evaluation.evaluator` (cases, reports, folders) <
+:mod:`~svseg.evaluation.handler` (:class:`VolumeMetricsHandler`, the bundles' MONAI evaluator handler).
+:func:`match_files` is :func:`svseg.io.match_files`, re-exported.
 """
 from __future__ import annotations
 
-from svseg.evaluation.evaluator import (
-    METRIC_COLUMNS,
-    class_name_list,
-    evaluate_case,
-    evaluate_folders,
-    load_label_volume,
-    match_files,
-    summarize,
-    write_report,
-)
+from svseg.evaluation.evaluator import METRIC_COLUMNS, evaluate_case, evaluate_folders, summarize, write_report
+from svseg.evaluation.handler import VolumeMetricsHandler
+from svseg.evaluation.labels import class_name_list, load_label_volume, to_label_array
 from svseg.evaluation.metrics import (
     PROTOCOLS,
     average_symmetric_surface_distance,
@@ -30,7 +29,8 @@ from svseg.evaluation.metrics import (
     surface_distances,
     transunet_case_metrics,
 )
-from svseg.evaluation.small_objects import SVANET_BINS, object_metrics, summarize_objects, size_bin_labels
+from svseg.evaluation.small_objects import SVANET_BINS, object_metrics, size_bin_labels, summarize_objects, write_object_table
+from svseg.io import match_files
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -52,6 +52,9 @@ __all__ = [
     "summarize_objects",
     "surface",
     "surface_distances",
+    "to_label_array",
     "transunet_case_metrics",
+    "VolumeMetricsHandler",
+    "write_object_table",
     "write_report",
 ]

@@ -1,31 +1,34 @@
 """svseg inference: slice-batched 2D-on-3D inference, 3D sliding window, TTA, post-processing, NIfTI.
 
-* :class:`SliceInferer` - a MONAI ``Inferer`` running a 2D network over ``(B, C, H, W, D)`` volumes
-  (``resize``, ``sliding_window`` or the TransUNet ``transunet`` procedure);
+* :class:`VolumeSliceInferer` - a MONAI ``Inferer`` running a 2D network over ``(B, C, H, W, D)``
+  volumes (``resize``, ``sliding_window`` or the TransUNet ``transunet`` procedure);
 * :class:`VolumeInferer` - 3D sliding window with flip TTA;
-* :func:`keep_largest_component`, :func:`write_nifti`, :func:`predict_volume`, :func:`predict_files`.
+* :func:`keep_largest_component`, :func:`write_nifti`;
+* :class:`PredictionSaver` - the handler that writes a MONAI evaluator's predictions as NIfTI.
+
+The prediction loop itself is MONAI's ``SupervisedEvaluator``, built by each bundle's
+``inference.json`` / ``evaluate.json``; this package supplies its inferer and its saver.
 """
 from __future__ import annotations
 
-from svseg.inference.postprocessing import keep_largest_component
-from svseg.inference.predict import predict_files, predict_volume
-from svseg.inference.slice_inferer import (
-    SliceInferer,
+from svseg.inference.inferers import (
     VolumeInferer,
+    VolumeSliceInferer,
     argmax_channels,
     network_output,
     scipy_nearest_indices,
 )
-from svseg.inference.writer import reference_affine, write_nifti
+from svseg.inference.postprocessing import keep_largest_component
+from svseg.inference.writer import PredictionSaver, item_case, reference_affine, write_nifti
 
 __all__ = [
-    "SliceInferer",
+    "PredictionSaver",
     "VolumeInferer",
+    "VolumeSliceInferer",
     "argmax_channels",
+    "item_case",
     "keep_largest_component",
     "network_output",
-    "predict_files",
-    "predict_volume",
     "reference_affine",
     "scipy_nearest_indices",
     "write_nifti",

@@ -1,15 +1,32 @@
-"""NIfTI writing of predicted label volumes that keeps the input's affine and spacing."""
+"""Writing predicted label volumes as NIfTI with the input's affine and spacing.
+
+* :func:`write_nifti`: one label map, written atomically (:func:`svseg.io.atomic_path`).
+* :class:`PredictionSaver`: the ignite handler that a bundle's ``evaluate.json`` and
+  ``inference.json`` attach to their MONAI ``SupervisedEvaluator``; it writes
+  ``<output_dir>/<case><postfix>.nii.gz`` for every item of every iteration.
+
+Why not MONAI's ``SaveImaged``: it writes with the (possibly reoriented) ``affine`` of the
+prediction and a fresh header; svseg's writer restores the input's ``original_affine`` (undoing
+an ``Orientationd``), keeps the input's qform/sform codes and units, and picks the smallest integer
+dtype for the labels, so a prediction overlays its scan exactly in any viewer.
+"""
 from __future__ import annotations
 
+import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
+from ignite.engine import Engine, Events
 
-__all__ = ["write_nifti", "reference_affine"]
+from svseg.io import atomic_path, case_name
+
+__all__ = ["write_nifti", "reference_affine", "PredictionSaver", "item_case"]
+
+logger = logging.getLogger(__name__)
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -25,8 +42,6 @@ def reference_affine(reference: Any) -> tuple[np.ndarray, np.ndarray | None, Any
     (``original_affine`` is the target, ``affine`` the current orientation of the array), or a 4x4
     affine. ``current_affine`` is ``None`` when the array is in the reference's own orientation.
     """
-    import nibabel as nib
-
     if isinstance(reference, (str, os.PathLike)):
         path = Path(reference)
         if not path.is_file():
@@ -72,8 +87,6 @@ def write_nifti(label_volume: Any, reference: Any, out_path: str | os.PathLike, 
     Returns:
         The written path.
     """
-    import nibabel as nib
-
     arr = _to_numpy(label_volume)
     while arr.ndim > 3 and arr.shape[0] == 1:
         arr = arr[0]
@@ -107,13 +120,59 @@ def write_nifti(label_volume: Any, reference: Any, out_path: str | os.PathLike, 
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if out.name.endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(out, suffix=suffix) as tmp:
+        nib.save(img, str(tmp))
     return out
+
+
+def item_case(batch_item: Mapping | None, image: Any, index: int) -> str:
+    """Case id of one decollated evaluator item: its ``case`` key, else the image file's name."""
+    if isinstance(batch_item, Mapping) and batch_item.get("case") is not None:
+        return str(batch_item["case"])
+    meta = getattr(image, "meta", None) or {}
+    source = meta.get("filename_or_obj")
+    if source:
+        return case_name(str(source))
+    return f"case{index:04d}"
+
+
+class PredictionSaver:
+    """Write every predicted label map of a MONAI evaluator run as NIfTI (ignite handler).
+
+    Attach it to a ``SupervisedEvaluator`` whose postprocessing ends in
+    ``AsDiscreted(keys="pred", argmax=True)``: at each ``ITERATION_COMPLETED`` it writes
+    ``engine.state.output[i]["pred"]`` of every item to ``<output_dir>/<case><postfix>.nii.gz``
+    with :func:`write_nifti`, the reference geometry taken from the item's ``image`` meta data
+    (``original_affine`` is the scan's own). The case id is the item's ``case`` key, else the image
+    file name (:func:`svseg.io.case_name`).
+
+    Config snippet (``inference.json``)::
+
+        {"_target_": "svseg.inference.PredictionSaver", "output_dir": "@prediction_dir", "postfix": "_seg"}
+
+    Args:
+        output_dir: folder of the label maps (created).
+        postfix: appended to the case id.
+        enabled: ``False`` attaches nothing (a config switch such as ``save_predictions``).
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, postfix: str = "", enabled: bool = True) -> None:
+        self.output_dir = Path(output_dir)
+        self.postfix = str(postfix)
+        self.enabled = bool(enabled)
+        self.written: list[Path] = []
+
+    def attach(self, engine: Engine) -> None:
+        if self.enabled:
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
+        batch = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
+        for i, item in enumerate(outputs):
+            image = item.get("image")
+            reference = image if getattr(image, "meta", None) else item["pred"]
+            case = item_case(batch[i] if i < len(batch) else None, reference, len(self.written))
+            path = write_nifti(item["pred"], reference, self.output_dir / f"{case}{self.postfix}.nii.gz")
+            self.written.append(path)
+            logger.info("predicted %s -> %s", case, path)

@@ -5,7 +5,7 @@ downloaded from the model zoo, so it works offline. Every bundle that has traine
 (``<bundle>/models/model.pt`` or ``model.ts``) becomes
 
 * one **infer task** named after the bundle: the 2D networks run slice by slice over the whole
-  volume through the bundle's own ``inferer`` (``svseg.inference.SliceInferer``), so the client gets
+  volume through the bundle's own ``inferer`` (``svseg.inference.VolumeSliceInferer``), so the client gets
   a 3D label volume of the image's shape and geometry;
 * one **train task** (``<bundle>``) that fine-tunes the bundle on the studies annotated so far
   (MONAI Label's ``BundleTrainTask`` over the bundle's ``train.json``, run id ``run``).
@@ -48,6 +48,9 @@ from monailabel.tasks.infer.bundle import BundleInferTask
 from monailabel.tasks.train.bundle import BundleTrainTask
 from monailabel.transform.pre import LoadImageTensord
 
+from svseg import __version__
+from svseg.bundle import bundles_root, class_names
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["SvsegLabelApp", "SvsegBundleInferTask", "SvsegBundleTrainTask", "default_bundles_dir", "discover_bundles"]
@@ -56,8 +59,8 @@ NETWORK_BUNDLES = ("msa2net", "svanet", "afma", "sa2net", "msga")
 
 
 def default_bundles_dir() -> Path:
-    """The ``bundles/`` folder next to the svseg package (a source checkout or editable install)."""
-    return Path(__file__).resolve().parents[2] / "bundles"
+    """The bundles folder of this svseg (the checkout's ``bundles/``, or the installed package's copy)."""
+    return bundles_root()
 
 
 def discover_bundles(bundles_dir: str | os.PathLike, names: str | None = "all") -> list[Path]:
@@ -85,10 +88,7 @@ def discover_bundles(bundles_dir: str | os.PathLike, names: str | None = "all") 
 
 
 def _dataset_labels(dataset_name: str) -> dict[str, int]:
-    from svseg.data.datasets import get_dataset
-
-    spec = get_dataset(dataset_name)
-    return {str(n).lower(): i for i, n in enumerate(spec.class_names) if i > 0}
+    return {str(n).lower(): i for i, n in enumerate(class_names(dataset_name)) if i > 0}
 
 
 def _serving_overrides(config: dict, dataset_name: str | None, studies: str | None) -> dict:
@@ -106,7 +106,7 @@ class SvsegBundleInferTask(BundleInferTask):
     Differences from MONAI Label's ``BundleInferTask``:
 
     * the task is 3D (``dimension = 3``) even for 2D networks, because the bundle's inferer
-      (``SliceInferer``) runs them over every slice of the volume;
+      (``VolumeSliceInferer``) runs them over every slice of the volume;
     * the bundle serves its own dataset's classes (those of ``metadata.json``), or those of
       ``dataset_name`` when given, and the network is built with that many output channels;
     * when the bundle's ``inference.json`` has no ``postprocessing``, softmax + argmax are applied so
@@ -216,7 +216,7 @@ class SvsegLabelApp(MONAILabelApp):
             conf=conf,
             name="svseg",
             description="svseg attention networks (SvANet, MSA2Net, AFMA, SA2-Net, MSGA) served from local MONAI bundles",
-            version=_svseg_version(),
+            version=str(__version__),
         )
 
     def init_infers(self) -> dict[str, InferTask]:
@@ -243,15 +243,6 @@ class SvsegLabelApp(MONAILabelApp):
 
     def init_strategies(self) -> dict[str, Strategy]:
         return {"random": Random(), "first": First()}
-
-
-def _svseg_version() -> str:
-    try:
-        from svseg import __version__
-
-        return str(__version__)
-    except Exception:  # pragma: no cover
-        return "0"
 
 
 def bundle_labels(bundle_dir: str | os.PathLike) -> dict[str, int]:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
+
+from svseg.io import atomic_write
 
 __all__ = ["build_app_dir", "start_command", "main"]
 
@@ -37,10 +38,8 @@ def build_app_dir(app_dir: str | os.PathLike | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     target = path / "main.py"
     if not target.is_file() or target.read_text() != _MAIN_PY:
-        fd, tmp = tempfile.mkstemp(dir=path, prefix=".main.", suffix=".py")
-        with os.fdopen(fd, "w") as f:
+        with atomic_write(target, "w") as f:
             f.write(_MAIN_PY)
-        os.replace(tmp, target)
     return path
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bundles._util import BUNDLES, NAMES, PAPER_DATASET
+from tests.bundles.util import BUNDLES, NAMES, PAPER_DATASET
 
 SCHEMA = BUNDLES / "meta_schema_20240725.json"
 
@@ -38,7 +38,7 @@ def test_config_keys_and_run_ids(name):
                 "validate#evaluator", "max_epochs"):
         assert key in train, f"{name}: train.json lacks {key}"
     assert train["dataset_name"] == PAPER_DATASET[name]
-    assert train["data_root"] is None, "without --data_root a bundle must run on the demo data"
+    assert train["data_root"] is None, "the paper's data set is found through --data_root, never a default path"
     assert train["train#trainer#max_epochs"] == "@max_epochs"
 
     evaluate = ConfigParser()
@@ -82,3 +82,57 @@ def test_inference_config_is_standalone(name):
     refs = set(re.findall(r"@([A-Za-z_][A-Za-z0-9_#]*)", json.dumps(cfg)))
     missing = sorted(r for r in refs if r.split("#")[0] not in cfg)
     assert not missing, f"{name}: inference.json refers to keys it does not define: {missing}"
+
+
+def _targets(items) -> list[str]:
+    return [h["_target_"] for h in items]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recipe_is_spelled_out_in_json(name):
+    """Model-zoo style: transforms listed, evaluation and inference built from MONAI parts."""
+    import json
+
+    from monai.bundle import ConfigParser
+
+    cfg = BUNDLES / name / "configs"
+    train = json.loads((cfg / "train.json").read_text())
+    for section in ("train#preprocessing", "train#volume_transforms", "validate#preprocessing"):
+        parser = ConfigParser(train)
+        value = parser[section]
+        assert isinstance(value, dict) and value["_target_"] == "Compose", f"{name}: {section} is not a listed Compose"
+        assert "$sb." not in json.dumps(value), f"{name}: {section} hides transforms in Python"
+    assert isinstance(train["augmentation"], dict) and "transforms" in train["augmentation"]
+    handlers = _targets(train["train"]["handlers"])
+    assert "CheckpointSaver" not in handlers, f"{name}: one checkpoint saver in the train handlers, not two"
+    assert handlers.count("svseg.training.AtomicCheckpointSaver") == 1
+    assert handlers[0] == "svseg.training.CheckpointResumer"
+    assert train["validate"]["inferer"]["_target_"] == "svseg.inference.VolumeSliceInferer"
+
+    evaluate = json.loads((cfg / "evaluate.json").read_text())
+    assert _targets(evaluate["validate#handlers"]) == [
+        "CheckpointLoader", "StatsHandler", "svseg.evaluation.VolumeMetricsHandler", "svseg.inference.PredictionSaver"]
+    assert evaluate["evaluating"] == ["$@validate#evaluator.run()"]
+
+    infer = json.loads((cfg / "inference.json").read_text())
+    assert infer["evaluator"]["_target_"] == "SupervisedEvaluator"
+    assert _targets(infer["handlers"]) == ["CheckpointLoader", "svseg.inference.PredictionSaver"]
+    assert infer["run"] == ["$@evaluator.run()"]
+    assert _targets(infer["preprocessing"]["transforms"])[0] == "svseg.data.LoadVolumed"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_config_agrees_with_metadata(name):
+    """No silent switch to the demo: the default network has the paper data set's channels of metadata.json."""
+    import json
+
+    from monai.bundle import ConfigParser
+
+    cfg = BUNDLES / name / "configs"
+    meta = json.loads((cfg / "metadata.json").read_text())
+    channels = meta["network_data_format"]["outputs"]["pred"]["num_channels"]
+    for files in (["train.json"], ["inference.json"]):
+        parser = ConfigParser()
+        parser.read_config([str(cfg / f) for f in files])
+        assert parser.get_parsed_content("num_classes") == channels, f"{name} {files}: num_classes != metadata"
+        assert parser["network_def#out_channels"] == "@num_classes"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.bundles._util import BUNDLES, REPO, configs, run
+from tests.bundles.util import BUNDLES, REPO, configs, run
 
 NAME = "sa2net"
 
@@ -26,7 +26,7 @@ def test_torchrun_two_ranks_gloo_disjoint_data_and_loadable_weights(tmp_path):
     out = tmp_path / "ddp"
     extra = tmp_path / "record.json"  # test-only: add a recorder of consumed samples to every rank
     extra.write_text(json.dumps({
-        "recorder": {"_target_": "tests.bundles._recorder.BatchRecorder", "output_dir": "@output_dir"},
+        "recorder": {"_target_": "tests.bundles.recorder.BatchRecorder", "output_dir": "@output_dir"},
         "train#trainer#train_handlers": "$sb.rank_zero_handlers(@train#handlers) + [@recorder]",
     }))
     cfg = configs(NAME, "train.json", "multi_gpu_train.json")[:-1] + f",'{extra}']"

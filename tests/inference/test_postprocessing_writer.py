@@ -8,7 +8,7 @@ import torch
 from scipy import ndimage
 
 from svseg.evaluation import evaluate_folders
-from svseg.inference import SliceInferer, keep_largest_component, predict_files, write_nifti
+from svseg.inference import PredictionSaver, VolumeSliceInferer, keep_largest_component, write_nifti
 
 
 def _labels(seed=0, shape=(16, 14, 12)):
@@ -79,25 +79,53 @@ def test_write_nifti_undoes_monai_orientation(tmp_path):
     np.testing.assert_array_equal(np.asarray(back.dataobj), lab)
 
 
-def test_predict_files_writes_aligned_predictions(tmp_path):
-    """End to end on synthetic volumes: predict -> NIfTI with the input affine -> evaluate."""
+def test_prediction_saver_in_a_supervised_evaluator(tmp_path):
+    """The bundles' prediction path on synthetic volumes: LoadVolumed -> SupervisedEvaluator with
+    VolumeSliceInferer -> argmax -> PredictionSaver -> NIfTI with the input affine -> evaluate."""
+    from monai.data import DataLoader, Dataset
+    from monai.engines import SupervisedEvaluator
+    from monai.transforms import AsDiscreted, Compose, EnsureTyped
+
+    from svseg.data import LoadVolumed
+
     img_dir, ref_dir, pred_dir = tmp_path / "img", tmp_path / "ref", tmp_path / "pred"
     img_dir.mkdir()
     ref_dir.mkdir()
     aff = np.diag([0.8, 0.8, 3.0, 1.0])
+    aff[:3, 3] = [10.0, -4.0, 2.5]
     for i in range(2):
         vol = np.zeros((24, 20, 5), np.float32)
-        vol[5:15, 6:14, :] = 1.0
+        vol[5:15, 6 + i:14, :] = 1.0
         nib.save(nib.Nifti1Image(vol, aff), str(img_dir / f"c{i}.nii.gz"))
-        nib.save(nib.Nifti1Image((vol > 0.5).astype(np.uint8), aff), str(ref_dir / f"c{i}.nii.gz"))
+        nib.save(nib.Nifti1Image((vol > 0.5).astype(np.uint8), aff), str(ref_dir / f"c{i}_seg.nii.gz"))
 
     class Threshold(torch.nn.Module):
         def forward(self, x):
             return torch.cat([0.5 - x, x - 0.5], dim=1)
 
-    paths = predict_files(sorted(img_dir.iterdir()), Threshold(), pred_dir, SliceInferer(roi_size=(24, 20), batch_size=3), keep_largest=True, progress=False)
-    assert [p.name for p in paths] == ["c0.nii.gz", "c1.nii.gz"]
-    for p in paths:
-        np.testing.assert_allclose(nib.load(str(p)).affine, aff)
-    summary = evaluate_folders(pred_dir, ref_dir, tmp_path / "eval", protocol="standard", class_names=["bg", "fg"], plot=False, progress=False)
+    items = [{"image": str(p)} for p in sorted(img_dir.iterdir())]
+    loader = DataLoader(Dataset(items, Compose([LoadVolumed(["image"]), EnsureTyped("image", dtype=torch.float32)])),
+                        batch_size=1)
+    saver = PredictionSaver(pred_dir, postfix="_seg")
+    evaluator = SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=loader, network=Threshold(),
+                                    inferer=VolumeSliceInferer(roi_size=(24, 20), batch_size=3),
+                                    postprocessing=AsDiscreted(keys="pred", argmax=True), val_handlers=[saver])
+    evaluator.run()
+    assert [p.name for p in saver.written] == ["c0_seg.nii.gz", "c1_seg.nii.gz"]
+    for p in saver.written:
+        img = nib.load(str(p))
+        np.testing.assert_allclose(img.affine, aff)
+        assert img.get_data_dtype() == np.uint8
+    summary = evaluate_folders(pred_dir, ref_dir, tmp_path / "eval", protocol="standard", class_names=["bg", "fg"],
+                               plot=False, progress=False)
     assert summary["overall"]["dice"] == pytest.approx(1.0) and summary["overall"]["hd95"] == pytest.approx(0.0)
+
+
+def test_prediction_saver_disabled_attaches_nothing(tmp_path):
+    from ignite.engine import Engine, Events
+
+    engine = Engine(lambda e, b: b)
+    PredictionSaver(tmp_path / "never", enabled=False).attach(engine)
+    assert not engine.has_event_handler(PredictionSaver, Events.ITERATION_COMPLETED)
+    engine.run([1], max_epochs=1)
+    assert not (tmp_path / "never").exists()

@@ -1,6 +1,6 @@
 """Slice-batched inference of 2D networks on 3D volumes, and 3D sliding-window inference.
 
-:class:`SliceInferer` is a MONAI :class:`~monai.inferers.Inferer`: ``inferer(volume, network)``
+:class:`VolumeSliceInferer` is a MONAI :class:`~monai.inferers.Inferer`: ``inferer(volume, network)``
 takes a ``(B, C, H, W, D)`` volume and returns ``(B, K, H, W, D)`` scores, so it can be the
 ``inferer`` of a MONAI ``SupervisedEvaluator``, of a bundle's ``inference.json`` or of a MONAI
 Label task. It cuts the volume into slices along ``axis``, runs them through the 2D network
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import Inferer, SlidingWindowInferer, sliding_window_inference
 
-__all__ = ["SliceInferer", "VolumeInferer", "argmax_channels", "network_output", "scipy_nearest_indices"]
+__all__ = ["VolumeSliceInferer", "VolumeInferer", "argmax_channels", "network_output", "scipy_nearest_indices"]
 
 _MODES = ("resize", "sliding_window", "transunet")
 
@@ -111,7 +111,7 @@ def _flip_dims(spatial_dims: int, axes: Sequence[int] | None) -> list[tuple[int,
     return combos
 
 
-class SliceInferer(Inferer):
+class VolumeSliceInferer(Inferer):
     """Run a 2D network over a 3D volume slice by slice, with batching, resizing or sliding window.
 
     Args:

@@ -1,4 +1,4 @@
-"""SliceInferer / VolumeInferer behaviour on small synthetic volumes with tiny networks."""
+"""VolumeSliceInferer / VolumeInferer behaviour on small synthetic volumes with tiny networks."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 from scipy.ndimage import gaussian_filter, zoom
 
-from svseg.inference import SliceInferer, VolumeInferer
+from svseg.inference import VolumeSliceInferer, VolumeInferer
 
 
 def _tiny_net(spatial_dims=2, in_ch=1, out_ch=3, seed=0):
@@ -43,7 +43,7 @@ def _volume(shape=(1, 1, 40, 36, 6), seed=0):
 def test_resize_mode_equals_manual_slice_loop(axis):
     net = _tiny_net()
     x = torch.cat([_volume(), _volume(seed=1)])  # B = 2
-    inferer = SliceInferer(roi_size=(32, 32), axis=axis, batch_size=5, mode="resize")
+    inferer = VolumeSliceInferer(roi_size=(32, 32), axis=axis, batch_size=5, mode="resize")
     out = inferer(x, net)
     assert out.shape == (2, 3, 40, 36, 6)
     expected = torch.zeros_like(out)
@@ -62,13 +62,13 @@ def test_resize_mode_equals_manual_slice_loop(axis):
 def test_sliding_window_mode_equals_monai_per_slice():
     net = _tiny_net()
     x = _volume((1, 1, 50, 44, 3))
-    out = SliceInferer(roi_size=(24, 24), axis=2, batch_size=4, mode="sliding_window", overlap=0.5)(x, net)
+    out = VolumeSliceInferer(roi_size=(24, 24), axis=2, batch_size=4, mode="sliding_window", overlap=0.5)(x, net)
     with torch.no_grad():
         for k in range(3):
             ref = sliding_window_inference(x[..., k], (24, 24), 4, net, overlap=0.5, mode="gaussian")
             torch.testing.assert_close(out[..., k], ref, rtol=1e-5, atol=1e-5)
     # slices smaller than the ROI are padded by the sliding window and come back at their own size
-    small = SliceInferer(roi_size=(64, 64), mode="sliding_window")(x, net)
+    small = VolumeSliceInferer(roi_size=(64, 64), mode="sliding_window")(x, net)
     assert small.shape == (1, 3, 50, 44, 3)
 
 
@@ -93,7 +93,7 @@ def test_transunet_mode_reproduces_test_single_volume_exactly():
     net = _tiny_net(out_ch=4, seed=3)
     vol = _volume((1, 1, 5, 45, 38), seed=2)  # (B, C, D, H, W): slices along spatial axis 0
     expected = _reference_test_single_volume(vol[0, 0].numpy(), net)
-    scores = SliceInferer(roi_size=(32, 32), axis=0, batch_size=3, mode="transunet", normalize=(0.5, 0.5))(vol, net)
+    scores = VolumeSliceInferer(roi_size=(32, 32), axis=0, batch_size=3, mode="transunet", normalize=(0.5, 0.5))(vol, net)
     assert scores.shape == (1, 4, 5, 45, 38)
     assert torch.all(scores.sum(1) == 1)  # one-hot
     np.testing.assert_array_equal(scores.argmax(1)[0].numpy(), expected)
@@ -102,20 +102,20 @@ def test_transunet_mode_reproduces_test_single_volume_exactly():
 def test_transunet_torch_backend_agrees_and_is_exact_without_resize():
     net = _Pointwise()
     vol = _volume((1, 1, 70, 64, 4), seed=5)
-    ref = SliceInferer(roi_size=(32, 32), mode="transunet", zoom_backend="scipy")(vol, net).argmax(1)
-    fast = SliceInferer(roi_size=(32, 32), mode="transunet", zoom_backend="torch", batch_size=4)(vol, net).argmax(1)
+    ref = VolumeSliceInferer(roi_size=(32, 32), mode="transunet", zoom_backend="scipy")(vol, net).argmax(1)
+    fast = VolumeSliceInferer(roi_size=(32, 32), mode="transunet", zoom_backend="torch", batch_size=4)(vol, net).argmax(1)
     assert (ref == fast).float().mean() > 0.99
     # at the ROI size no zoom happens: both backends are the same computation
     vol2 = _volume((1, 1, 32, 32, 3), seed=6)
-    a = SliceInferer(roi_size=(32, 32), mode="transunet")(vol2, _tiny_net())
-    b = SliceInferer(roi_size=(32, 32), mode="transunet", zoom_backend="torch")(vol2, _tiny_net())
+    a = VolumeSliceInferer(roi_size=(32, 32), mode="transunet")(vol2, _tiny_net())
+    b = VolumeSliceInferer(roi_size=(32, 32), mode="transunet", zoom_backend="torch")(vol2, _tiny_net())
     torch.testing.assert_close(a, b)
 
 
 def test_tta_averages_flipped_logits():
     net = _tiny_net(seed=4)
     x = _volume((1, 1, 24, 20, 2))
-    out = SliceInferer(roi_size=(24, 20), mode="resize", tta=True)(x, net)
+    out = VolumeSliceInferer(roi_size=(24, 20), mode="resize", tta=True)(x, net)
     with torch.no_grad():
         sl = x[..., 0]
         manual = (net(sl) + net(sl.flip(2)).flip(2) + net(sl.flip(3)).flip(3) + net(sl.flip(2, 3)).flip(2, 3)) / 4
@@ -123,7 +123,7 @@ def test_tta_averages_flipped_logits():
     # a flip-equivariant network gives the same result with and without TTA
     pw = _Pointwise()
     torch.testing.assert_close(
-        SliceInferer(roi_size=(24, 20), tta=True)(x, pw), SliceInferer(roi_size=(24, 20))(x, pw), rtol=1e-5, atol=1e-5
+        VolumeSliceInferer(roi_size=(24, 20), tta=True)(x, pw), VolumeSliceInferer(roi_size=(24, 20))(x, pw), rtol=1e-5, atol=1e-5
     )
 
 
@@ -140,9 +140,9 @@ def test_2d_input_metatensor_and_train_mode_tuple_output():
             return y, y * 0
 
     x = MetaTensor(_volume((2, 1, 30, 30, 1))[..., 0], affine=torch.eye(4))
-    out = SliceInferer(roi_size=(16, 16), batch_size=1)(x, TupleNet())
+    out = VolumeSliceInferer(roi_size=(16, 16), batch_size=1)(x, TupleNet())
     assert out.shape == (2, 3, 30, 30) and not out.requires_grad
-    half = SliceInferer(roi_size=(16, 16), output_dtype=torch.float16, channels_last=True)(x, TupleNet())
+    half = VolumeSliceInferer(roi_size=(16, 16), output_dtype=torch.float16, channels_last=True)(x, TupleNet())
     assert half.dtype == torch.float16
     torch.testing.assert_close(half.float(), out, rtol=1e-2, atol=1e-2)
 
@@ -157,7 +157,7 @@ def test_usable_as_supervised_evaluator_inferer():
     seen = {}
     evaluator = SupervisedEvaluator(
         device=torch.device("cpu"), val_data_loader=loader, network=net,
-        inferer=SliceInferer(roi_size=(16, 16), batch_size=2),
+        inferer=VolumeSliceInferer(roi_size=(16, 16), batch_size=2),
     )
 
     @evaluator.on(Events.ITERATION_COMPLETED)
@@ -197,21 +197,21 @@ def test_volume_inferer_with_tta():
 )
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        SliceInferer(**kwargs)
+        VolumeSliceInferer(**kwargs)
 
 
 def test_invalid_input():
     with pytest.raises(ValueError, match="inputs"):
-        SliceInferer()(torch.zeros(1, 1, 4), _tiny_net())
+        VolumeSliceInferer()(torch.zeros(1, 1, 4), _tiny_net())
     with pytest.raises(ValueError, match="tta_axes"):
-        SliceInferer(tta=True, tta_axes=(2,))
+        VolumeSliceInferer(tta=True, tta_axes=(2,))
 
 
 @pytest.mark.parametrize("mode", ["resize", "sliding_window", "transunet"])
 def test_predict_labels_equals_argmax_of_scores(mode):
     net = _tiny_net(out_ch=4, seed=8)
     x = torch.cat([_volume((1, 1, 40, 30, 5), seed=1), _volume((1, 1, 40, 30, 5), seed=2)])
-    inferer = SliceInferer(roi_size=(24, 24), axis=1, batch_size=7, mode=mode)  # batches straddle the two items
+    inferer = VolumeSliceInferer(roi_size=(24, 24), axis=1, batch_size=7, mode=mode)  # batches straddle the two items
     labels = inferer.predict_labels(x, net)
     assert labels.shape == (2, 40, 30, 5) and labels.dtype == torch.uint8
     torch.testing.assert_close(labels.long(), inferer(x, net).argmax(1))
@@ -228,8 +228,8 @@ def test_argmax_channels_matches_torch_with_ties():
 def test_bfloat16_autocast_close_to_float32():
     net = _tiny_net()
     x = _volume((1, 1, 32, 32, 2))
-    full = SliceInferer(roi_size=(32, 32))(x, net)
-    half = SliceInferer(roi_size=(32, 32), amp_dtype=torch.bfloat16)(x, net)
+    full = VolumeSliceInferer(roi_size=(32, 32))(x, net)
+    half = VolumeSliceInferer(roi_size=(32, 32), amp_dtype=torch.bfloat16)(x, net)
     assert half.dtype == torch.float32
     torch.testing.assert_close(half, full, rtol=0.05, atol=0.05)
 
@@ -239,11 +239,11 @@ def test_bundle_config_instantiation():
     from monai.bundle import ConfigParser
 
     parser = ConfigParser(
-        {"inferer": {"_target_": "svseg.inference.SliceInferer", "roi_size": [16, 16], "axis": 2, "batch_size": 4,
+        {"inferer": {"_target_": "svseg.inference.VolumeSliceInferer", "roi_size": [16, 16], "axis": 2, "batch_size": 4,
                      "mode": "resize", "amp_dtype": "bfloat16", "output_dtype": "float16"}}
     )
     inferer = parser.get_parsed_content("inferer")
     assert inferer.amp_dtype is torch.bfloat16 and inferer.output_dtype is torch.float16
     assert inferer(_volume((1, 1, 20, 20, 2)), _tiny_net()).shape == (1, 3, 20, 20, 2)
     with pytest.raises(ValueError, match="amp_dtype"):
-        SliceInferer(amp_dtype="float99")
+        VolumeSliceInferer(amp_dtype="float99")
