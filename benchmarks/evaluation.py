@@ -25,7 +25,6 @@ Usage::
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -38,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+
+from common import benchmark_parser, machine_stamp, save_results
 
 #: the 12 Synapse test volumes have 85 to 198 slices; these depths span that range
 SYNAPSE_DEPTHS = (147, 139, 198, 140, 117, 131, 163, 148, 149, 148, 143, 89)
@@ -175,24 +176,16 @@ def run(n_cases: int, medpy_cases: int) -> dict:
     }
 
 
-def machine() -> str:
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
-
-
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--cases", type=int, default=12)
     parser.add_argument("--medpy-cases", type=int, default=12)
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--rss-only", action="store_true", help="only the peak-memory measurement")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    result = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes")}
+    result = {"machine": machine_stamp(f"{platform.system()} {platform.release()}", f"Python {platform.python_version()}"),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes")}
     if not args.rss_only:
         result["hd95"] = run(args.cases, args.medpy_cases)
     if not args.no_rss:
@@ -201,8 +194,7 @@ def main(argv=None) -> dict:
     if not args.rss_only:
         summary = {k: v for k, v in result["hd95"].items() if k != "per_case"}
         print(json.dumps(summary, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    save_results(result, args.json)
     return result
 
 

@@ -28,11 +28,8 @@ Usage::
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -40,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from common import benchmark_parser, machine_stamp, save_results
 
 ROI = (224, 224)
 
@@ -148,24 +147,15 @@ def dice_fg(pred: np.ndarray, lab: np.ndarray) -> dict:
     return out
 
 
-def machine() -> str:
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
-
-
 def main(argv=None) -> dict:
     from svseg.inference import VolumeSliceInferer
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--train-iters", type=int, default=120)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "svseg" / "benchmarks" / "unet_mni152_224.pt")
-    parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (training always runs on CPU)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -222,7 +212,7 @@ def main(argv=None) -> dict:
     total_flops = flops_per_slice * n_slices
     ref = preds["reference"]
     result = {
-        "machine": machine() + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
+        "machine": machine_stamp(f"torch {torch.__version__}") + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
         "threads": args.threads,
         "volume_shape": list(vol.shape),
@@ -250,8 +240,7 @@ def main(argv=None) -> dict:
         "net_only_bf16_vs_bf16_matmul": result["achieved_gflops"]["net_only_bf16"] / result["matmul_gflops"]["bf16"],
     }
     print(json.dumps({k: v for k, v in result.items() if k != "all_s"}, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    save_results(result, args.json)
     return result
 
 

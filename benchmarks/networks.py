@@ -41,7 +41,9 @@ from typing import Any, Callable
 
 import torch
 
+from common import cpu_summary
 from svseg.io import atomic_write
+from svseg.networks.blocks import flatten_outputs
 
 __all__ = ["NETWORKS", "NetSpec", "measure", "update_markdown", "main"]
 
@@ -111,17 +113,6 @@ NETWORKS: dict[str, NetSpec] = {
 
 
 # ------------------------------------------------------------------------------ measuring
-def _tensors(out: Any) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        out = list(out.values())
-    res: list[torch.Tensor] = []
-    for o in out:
-        res.extend(_tensors(o))
-    return res
-
-
 def _median_time(fn: Callable[[], Any], repeats: int, warmup: int) -> tuple[float, list[float]]:
     for _ in range(warmup):
         fn()
@@ -188,7 +179,7 @@ def measure(
         def train_step() -> None:
             net.zero_grad(set_to_none=True)
             out = net(x2)
-            loss = sum((t.float() ** 2).mean() for t in _tensors(out) if t.is_floating_point())
+            loss = sum((t.float() ** 2).mean() for t in flatten_outputs(out) if t.is_floating_point())
             loss.backward()
 
         train_s, train_samples = _median_time(train_step, train_repeats, warmup)
@@ -208,16 +199,7 @@ def measure(
 
 def machine_stamp(threads: int) -> str:
     """CPU model, core count, torch version, threads used and the load average (a busy machine)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    stamp = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads"
+    stamp = f"{cpu_summary(platform.machine())}, torch {torch.__version__}, {threads} threads"
     if hasattr(os, "getloadavg"):
         stamp += f", 1-min load average {os.getloadavg()[0]:.1f} at start"
     return stamp

@@ -41,6 +41,7 @@ from svseg.io import (
     match_files,
     to_json_safe,
 )
+from tests.helpers import reaped, sigkill
 
 _WRITER = r"""
 import sys, torch
@@ -140,16 +141,11 @@ def test_sigkill_during_checkpoint_save_never_corrupts_latest(tmp_path):
         rounds += 1
         proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), repo, str(counter)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
+        with reaped(proc):
             first = proc.stdout.readline()  # one complete save exists
             assert first.strip(), proc.stderr.read()[-2000:]
             time.sleep(rnd.uniform(0.05, 0.6))
-            os.kill(proc.pid, signal.SIGKILL)
-            assert proc.wait(timeout=30) == -signal.SIGKILL
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            assert sigkill(proc, timeout=30) == -signal.SIGKILL
         if _temps(tmp_path, path.name):
             killed_mid_write += 1
         ckpt = torch.load(path, map_location="cpu", weights_only=True)  # never corrupt

@@ -43,42 +43,13 @@ Example::
 
 from __future__ import annotations
 
-from svseg.io.atomic import AtomicDirectory, PathLike, atomic_path, atomic_write
-from svseg.io.cases import CASE_SUFFIXES, MATCH_ENDINGS, case_name, match_files
-from svseg.io.formats import (
-    NIFTI_SUFFIXES,
-    atomic_save_csv,
-    atomic_save_figure,
-    atomic_save_h5,
-    atomic_save_json,
-    atomic_save_nifti,
-    atomic_save_npz,
-    atomic_save_png,
-    atomic_save_text,
-    atomic_torch_save,
-    load_nifti,
-    to_json_safe,
-)
+from svseg.io import atomic, cases, formats
+from svseg.io.atomic import *  # noqa: F403
+from svseg.io.cases import *  # noqa: F403
+from svseg.io.formats import *  # noqa: F403
 
-__all__ = [
-    "PathLike",
-    "atomic_write",
-    "atomic_path",
-    "AtomicDirectory",
-    "to_json_safe",
-    "atomic_save_text",
-    "atomic_save_json",
-    "atomic_save_csv",
-    "atomic_save_figure",
-    "atomic_save_png",
-    "atomic_save_nifti",
-    "atomic_save_npz",
-    "atomic_save_h5",
-    "atomic_torch_save",
-    "load_nifti",
-    "NIFTI_SUFFIXES",
-    "CASE_SUFFIXES",
-    "MATCH_ENDINGS",
-    "case_name",
-    "match_files",
-]
+# the package's API is the union of its modules' __all__, each name listed once, where it is defined
+__all__: list[str] = []
+__all__ += atomic.__all__
+__all__ += formats.__all__
+__all__ += cases.__all__

@@ -18,7 +18,6 @@ import numpy as np
 from svseg.io.atomic import PathLike, atomic_path, atomic_write
 
 __all__ = [
-    "NIFTI_SUFFIXES",
     "to_json_safe",
     "atomic_save_text",
     "atomic_save_json",
@@ -30,6 +29,7 @@ __all__ = [
     "atomic_save_h5",
     "atomic_torch_save",
     "load_nifti",
+    "NIFTI_SUFFIXES",
 ]
 
 #: file endings of NIfTI images (longest first)

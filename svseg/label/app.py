@@ -35,7 +35,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from monai.transforms import Activationsd, AsDiscreted, EnsureTyped
 from monailabel.interfaces.app import MONAILabelApp
@@ -202,6 +202,14 @@ class SvsegBundleTrainTask(BundleTrainTask):
         return overrides
 
 
+def _warn_not_served(path: Path) -> None:
+    logger.warning(
+        "bundle %s is not served: no trained weights at %s (train it, or copy model.pt there)",
+        path.name,
+        path / "models" / "model.pt",
+    )
+
+
 class SvsegLabelApp(MONAILabelApp):
     """MONAI Label app with one infer task and one train task per svseg bundle (see module docstring)."""
 
@@ -220,26 +228,22 @@ class SvsegLabelApp(MONAILabelApp):
         )
 
     def init_infers(self) -> dict[str, InferTask]:
-        infers: dict[str, InferTask] = {}
-        for path in self.bundle_paths:
-            task = SvsegBundleInferTask(str(path), self.conf, dataset_name=self.dataset_name, studies=self.studies)
-            if task.is_valid():
-                infers[path.name] = task
-            else:
-                logger.warning(
-                    "bundle %s is not served: no trained weights at %s (train it, or copy model.pt there)",
-                    path.name,
-                    path / "models" / "model.pt",
-                )
-        return infers
+        return self._bundle_tasks(SvsegBundleInferTask, on_invalid=_warn_not_served)
 
     def init_trainers(self) -> dict[str, TrainTask]:
-        trainers: dict[str, TrainTask] = {}
+        return self._bundle_tasks(SvsegBundleTrainTask)
+
+    def _bundle_tasks(self, task_type: type, on_invalid: Callable[[Path], None] | None = None) -> dict[str, Any]:
+        """One ``task_type`` task per bundle, by bundle name; a bundle whose task is not valid is left out
+        (and passed to ``on_invalid``)."""
+        tasks: dict[str, Any] = {}
         for path in self.bundle_paths:
-            task = SvsegBundleTrainTask(str(path), self.conf, dataset_name=self.dataset_name, studies=self.studies)
+            task = task_type(str(path), self.conf, dataset_name=self.dataset_name, studies=self.studies)
             if task.is_valid():
-                trainers[path.name] = task
-        return trainers
+                tasks[path.name] = task
+            elif on_invalid is not None:
+                on_invalid(path)
+        return tasks
 
     def init_strategies(self) -> dict[str, Strategy]:
         return {"random": Random(), "first": First()}

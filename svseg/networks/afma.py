@@ -89,7 +89,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from svseg.networks.blocks import check_positive_int, extract_patches, fold_patches, interp_mode
+from svseg.networks.blocks import check_positive_int, check_pretrained, extract_patches, fold_patches, interp_mode
 
 __all__ = ["AFMA", "AFMAttention", "AFMAHead", "afma_pool_depth", "DECODERS", "extract_patches", "fold_patches"]
 
@@ -330,8 +330,7 @@ class AFMA(nn.Module):
         check_positive_int("patch_size", patch_size)
         if spatial_dims == 3 and patch_size**3 > 4096:
             raise ValueError(f"patch_size={patch_size} makes resolution_trans a {patch_size**3}->{2 * patch_size**3} MLP in 3D; use patch_size <= 16.")
-        if not (pretrained is False or pretrained is True or isinstance(pretrained, (str, os.PathLike))):
-            raise ValueError(f"pretrained must be False, True or a local checkpoint path, got {pretrained!r}.")
+        check_pretrained(pretrained)
 
         self.spatial_dims = spatial_dims
         self.decoder_name = decoder

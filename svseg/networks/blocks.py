@@ -7,7 +7,8 @@ pretrained weights, state-dict checks and argument/input validation.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+import os
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,8 @@ from monai.networks.layers.factories import Conv, Norm, Pool
 from torch import nn
 
 __all__ = [
+    "check_pretrained",
+    "flatten_outputs",
     "interp_mode",
     "resize_to",
     "extract_patches",
@@ -240,6 +243,20 @@ def check_positive_int(name: str, value) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is an ``int`` (not a ``bool``) >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def check_pretrained(pretrained: Any) -> None:
+    """``pretrained`` must be ``False``, ``True`` (the library's weights, needs internet) or a local weight file path."""
+    if not (pretrained is False or pretrained is True or isinstance(pretrained, (str, os.PathLike))):
+        raise ValueError(f"pretrained must be False, True or a local weight file path, got {pretrained!r}.")
+
+
+def flatten_outputs(out: Any) -> list[torch.Tensor]:
+    """Every tensor of a network output (a tensor, or nested tuples/lists/dicts of them), in order."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    values = out.values() if isinstance(out, Mapping) else out
+    return [t for item in values for t in flatten_outputs(item)]
 
 
 def check_network_input(x: torch.Tensor, network: str, spatial_dims: int, in_channels: int, size_divisor: int) -> None:

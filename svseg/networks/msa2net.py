@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from svseg.networks.blocks import check_positive_int, state_dict_mismatch_summary
+from svseg.networks.blocks import check_positive_int, check_pretrained, state_dict_mismatch_summary
 
 __all__ = ["MSA2Net", "MultiScaleGatedAttn", "LKABlock", "DualTransformerBlock", "PatchExpand", "load_maxvit_weights"]
 
@@ -541,8 +541,7 @@ class MSA2Net(nn.Module):
             raise ValueError(f"img_size must be a positive multiple of 32 (MaxViT partitions img_size // 32), got {img_size!r}.")
         if variant not in ("released", "paper"):
             raise ValueError(f"variant must be 'released' or 'paper', got {variant!r}.")
-        if not isinstance(pretrained, (bool, str, os.PathLike)):
-            raise ValueError(f"pretrained must be False, True or a weight file path, got {type(pretrained).__name__}.")
+        check_pretrained(pretrained)
 
         import timm
 

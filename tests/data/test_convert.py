@@ -35,16 +35,27 @@ def _no_leftovers(parent, name):
     assert not [p for p in parent.iterdir() if p.name.startswith(f".{name}.")], "temporary files left behind"
 
 
+def _converted_run(dataset, source, write):
+    """A module-scoped fixture named ``<dataset>_run``: ``write`` puts synthetic ``dataset`` files into
+    ``<tmp>/<source>`` and the folder above is converted. The fixture gives the source folder, the
+    truth that ``write`` returned and the converted output folder.
+    """
+
+    @pytest.fixture(scope="module", name=f"{dataset}_run")
+    def run(tmp_path_factory):
+        root = tmp_path_factory.mktemp(dataset)
+        src = root / source
+        truth = write(src)
+        out = convert.prepare(dataset, src.parent, root / "out", progress=False)
+        return src, truth, out
+
+    return run
+
+
 # ------------------------------------------------------------------------------------------ Synapse
 
 
-@pytest.fixture(scope="module")
-def synapse_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("syn")
-    src = root / "RawData" / "Training"
-    truth = synthetic.write_btcv(src)
-    out = convert.prepare("synapse", root / "RawData", root / "out", progress=False)
-    return src, truth, out
+synapse_run = _converted_run("synapse", "RawData/Training", synthetic.write_btcv)
 
 
 def test_synapse_split_and_layout(synapse_run):
@@ -247,13 +258,7 @@ def test_lits_bad_label_id(tmp_path):
 # ------------------------------------------------------------------------------------------ ACDC
 
 
-@pytest.fixture(scope="module")
-def acdc_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("acdc")
-    src = root / "database" / "training"
-    truth = synthetic.write_acdc(src)
-    out = convert.prepare("acdc", root / "database", root / "out", progress=False)
-    return src, truth, out
+acdc_run = _converted_run("acdc", "database/training", synthetic.write_acdc)
 
 
 def test_acdc_split_and_layout(acdc_run):

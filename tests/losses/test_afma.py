@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from svseg.losses import AFMALoss, afma_gold_attention
 from svseg.networks import AFMA
 from svseg.networks.afma import afma_pool_depth
+from tests.losses.helpers import assert_decreases_on_fixed_batch
 
 
 def _gold_numpy(label: np.ndarray, k: int, pool_depth: int, p: int) -> np.ndarray:
@@ -121,15 +122,7 @@ def test_loss_decreases_on_fixed_batch():
     image = target * 2.0 + 0.3 * torch.randn(2, 1, 64, 64)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     net.train()
-    losses = []
-    for _ in range(4):
-        opt.zero_grad()
-        loss = loss_fn(net(image), target)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert all(np.isfinite(losses))
-    assert losses[-1] < losses[0], losses
+    assert_decreases_on_fixed_batch(loss_fn, opt, lambda: net(image), target, steps=4)
 
 
 def test_loss_with_deeplabv3_special_case_backward():

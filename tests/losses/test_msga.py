@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from svseg.losses import MSGALoss
 from svseg.networks import MSGA
+from tests.losses.helpers import assert_decreases_on_fixed_batch
 
 
 def _msga_tuple(b=1, k=5, h=4, w=4, vec_delta=1.0, rec_delta=2.0):
@@ -68,12 +69,4 @@ def test_msga_loss_decreases_with_network():
     y = (x > 0.5).long() + (x > 1.2).long()
     loss_fn = MSGALoss()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.99))  # the authors' optimiser
-    losses = []
-    for _ in range(3):
-        opt.zero_grad()
-        loss = loss_fn(net(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert all(math.isfinite(v) for v in losses)
-    assert losses[-1] < losses[0]
+    assert_decreases_on_fixed_batch(loss_fn, opt, lambda: net(x), y, steps=3)

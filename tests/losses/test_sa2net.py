@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from svseg.losses import DeepSupervisionDiceBCELoss
 from svseg.networks import SA2Net
+from tests.losses.helpers import assert_decreases_on_fixed_batch
 
 
 def _authors_weighted_dice_bce(prob, truth):
@@ -98,12 +99,4 @@ def test_sa2_loss_decreases_with_network():
     y = (x[:, :1] > 0.3).long()
     loss_fn = DeepSupervisionDiceBCELoss()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(4):
-        opt.zero_grad()
-        loss = loss_fn(net(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert all(math.isfinite(v) for v in losses)
-    assert losses[-1] < losses[0]
+    assert_decreases_on_fixed_batch(loss_fn, opt, lambda: net(x), y, steps=4)

@@ -14,7 +14,8 @@ A network's test module subclasses :class:`NetworkTester` and only declares data
     authors' implementation has at that configuration (``../shared/reference/figures.md``).
     Pins build the network but never run it, so large configurations are cheap.
 ``invalid_kwargs``
-    a list of :class:`BadArgs`: keywords that must raise ``ValueError``.
+    a list of :class:`BadArgs`: keywords that must raise ``ValueError``; :func:`rejected_kwargs`
+    writes the common one-keyword rows.
 ``export_method``
     ``"export"`` (torch.export, saved and loaded again), ``"script"`` (TorchScript, saved and
     loaded again) or ``"trace"``; the round-tripped module must reproduce eval-mode outputs.
@@ -34,6 +35,8 @@ from typing import Any, Sequence
 
 import pytest
 import torch
+
+from svseg.networks.blocks import flatten_outputs
 
 
 @dataclass
@@ -64,15 +67,26 @@ class BadArgs:
     match: str | None = None
 
 
-def _flatten(out) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        out = list(out.values())
-    tensors: list[torch.Tensor] = []
-    for o in out:
-        tensors.extend(_flatten(o))
-    return tensors
+def rejected_kwargs(**values: Sequence[Any]) -> list[BadArgs]:
+    """One :class:`BadArgs` per keyword and value: ``keyword=value`` alone must raise a ``ValueError``
+    whose message names ``keyword``. ``rejected_kwargs(in_channels=[0], features=[0, 8.5])`` gives the
+    cases ``in_channels=0``, ``features=0`` and ``features=8.5``."""
+    return [BadArgs(f"{key}={value!r}", {key: value}, key) for key, vals in values.items() for value in vals]
+
+
+def eval_and_train_outputs(net: torch.nn.Module, x: torch.Tensor) -> tuple[Any, Any]:
+    """``net(x)`` in eval mode, then in train mode with every batch norm kept in eval mode (so both
+    forwards use the same statistics), without gradients. ``net`` is left in eval mode."""
+    with torch.no_grad():
+        net.eval()
+        ev = net(x)
+        net.train()
+        for m in net.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+                m.eval()
+        tr = net(x)
+    net.eval()
+    return ev, tr
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -132,7 +146,7 @@ class NetworkTester:
         else:
             assert isinstance(out, torch.Tensor), f"train mode must return one tensor, got {type(out)}"
             assert tuple(out.shape) == tuple(expected)
-        tensors = _flatten(out)
+        tensors = flatten_outputs(out)
         loss = sum((t.float() ** 2).mean() for t in tensors)
         assert torch.isfinite(loss)
         loss.backward()

@@ -10,7 +10,7 @@ import torch
 
 from svseg.networks import MSA2Net
 from svseg.networks.msa2net import MultiScaleGatedAttn, PatchExpand
-from tests.networks.base import BadArgs, NetCase, NetworkTester, ParamPin, count_parameters
+from tests.networks.base import NetCase, NetworkTester, ParamPin, count_parameters, rejected_kwargs
 
 # figures.md section 2: per-module parameter counts of the modules the released code executes
 _AUTHORS_SUBMODULES = {
@@ -83,15 +83,9 @@ class TestMSA2Net(NetworkTester):
             submodules={"decoder_2.ag_attn": 1_780_231, "decoder_2.tran_layer1": 3_578_504},
         ),
     ]
-    invalid_kwargs = [
-        BadArgs("spatial_dims_3", dict(spatial_dims=3), "spatial_dims"),
-        BadArgs("img_size_not_mult_32", dict(img_size=200), "img_size"),
-        BadArgs("img_size_tuple", dict(img_size=(224, 224)), "img_size"),
-        BadArgs("in_channels_0", dict(in_channels=0), "in_channels"),
-        BadArgs("out_channels_0", dict(out_channels=0), "out_channels"),
-        BadArgs("variant_unknown", dict(variant="v2"), "variant"),
-        BadArgs("pretrained_int", dict(pretrained=3), "pretrained"),
-    ]
+    invalid_kwargs = rejected_kwargs(
+        spatial_dims=[3], img_size=[200, (224, 224)], in_channels=[0], out_channels=[0], variant=["v2"], pretrained=[3],
+    )
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import torch
 
 from svseg.networks import MSGA
 from svseg.networks.msga import msga_weights_init
-from tests.networks.base import BadArgs, NetCase, NetworkTester, ParamPin
+from tests.networks.base import BadArgs, NetCase, NetworkTester, ParamPin, eval_and_train_outputs, rejected_kwargs
 
 
 def _train_shapes(b, k, spatial, features):
@@ -83,16 +83,9 @@ class TestMSGA(NetworkTester):
         # svseg's own 3D build of the authors' configuration (no published reference)
         ParamPin("svseg_3d_default", dict(spatial_dims=3, init_weights=False), 157_203_807, {"backbone": 108_099_136}),
     ]
-    invalid_kwargs = [
-        BadArgs("spatial_dims_4", dict(spatial_dims=4), "spatial_dims"),
-        BadArgs("in_channels_0", dict(in_channels=0), "in_channels"),
-        BadArgs("out_channels_float", dict(out_channels=2.0), "out_channels"),
-        BadArgs("features_not_div8", dict(features=12), "features"),
-        BadArgs("backbone_unknown", dict(backbone="vgg16"), "backbone"),
-        BadArgs("pretrained_true", dict(pretrained=True), "pretrained"),
-        BadArgs("pretrained_int", dict(pretrained=3), "pretrained"),
-        BadArgs("pretrained_3d", dict(spatial_dims=3, pretrained="weights.pth"), "pretrained"),
-    ]
+    invalid_kwargs = rejected_kwargs(
+        spatial_dims=[4], in_channels=[0], out_channels=[2.0], features=[12], backbone=["vgg16"], pretrained=[True, 3],
+    ) + [BadArgs("pretrained_3d", dict(spatial_dims=3, pretrained="weights.pth"), "pretrained")]
     export_method = "export"
     export_case = 0
 
@@ -112,16 +105,7 @@ def test_bad_input_raises(small_net, shape, match):
 def test_eval_is_mean_of_refined_predictions(small_net):
     """Eval output = mean of train-mode elements 28..31 (refined heads), computed with BN frozen."""
     x = torch.randn(2, 1, 32, 48)
-    net = small_net
-    with torch.no_grad():
-        net.eval()
-        ev = net(x)
-        net.train()
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.eval()
-        out = net(x)
-    net.eval()
+    ev, out = eval_and_train_outputs(small_net, x)
     assert len(out) == 32
     refined = torch.stack(out[28:32]).mean(0)
     torch.testing.assert_close(ev, refined)

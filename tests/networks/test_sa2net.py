@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from svseg.networks import SA2Net
-from tests.networks.base import BadArgs, NetCase, NetworkTester, ParamPin
+from tests.networks.base import NetCase, NetworkTester, ParamPin, eval_and_train_outputs, rejected_kwargs
 
 # the authors' used parameters per top-level module (figures.md section 4), 1 class
 _USED_2D_1CLASS = {
@@ -80,16 +80,10 @@ class TestSA2Net(NetworkTester):
         # svseg's own 3D variant (no published reference): pinned so that changes are deliberate
         ParamPin("svseg_3d_default", dict(spatial_dims=3, in_channels=1, out_channels=2), 57_642_712),
     ]
-    invalid_kwargs = [
-        BadArgs("spatial_dims_1", dict(spatial_dims=1), "spatial_dims"),
-        BadArgs("in_channels_0", dict(in_channels=0), "in_channels"),
-        BadArgs("out_channels_neg", dict(out_channels=-1), "out_channels"),
-        BadArgs("features_0", dict(features=0), "features"),
-        BadArgs("features_float", dict(features=8.5), "features"),
-        BadArgs("gate_kernel_even", dict(gate_kernel_size=4), "gate_kernel_size"),
-        BadArgs("mlp_ratio_0", dict(mlp_ratio=0), "mlp_ratio"),
-        BadArgs("ffn_expansion_0", dict(ffn_expansion=0), "ffn_expansion"),
-    ]
+    invalid_kwargs = rejected_kwargs(
+        spatial_dims=[1], in_channels=[0], out_channels=[-1], features=[0, 8.5], gate_kernel_size=[4],
+        mlp_ratio=[0], ffn_expansion=[0],
+    )
     export_method = "export"
     export_case = 1
 
@@ -111,15 +105,8 @@ def test_eval_output_is_first_train_output_and_logits():
     with torch.no_grad():
         net.outc4.bias.fill_(5.0)  # logits: the output must follow the bias past 1 (no sigmoid)
     x = torch.randn(2, 3, 32, 32)
-    net.eval()
-    with torch.no_grad():
-        ev = net(x)
-        # train-mode structure with BN kept in eval mode: same numbers for the main head
-        net.train()
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.eval()
-        tr = net(x)
+    # train-mode structure with BN kept in eval mode: same numbers for the main head
+    ev, tr = eval_and_train_outputs(net, x)
     assert isinstance(tr, tuple) and len(tr) == 4
     torch.testing.assert_close(tr[0], ev)
     # auxiliary heads are different maps, and nothing is squashed by a sigmoid

@@ -13,7 +13,7 @@ from svseg.networks import SvANet
 from svseg.networks import svanet as svanet_module
 from svseg.networks.blocks import ResNetEncoder
 from svseg.networks.svanet import AssembleFormer, CSLayer, MoCAttention
-from tests.networks.base import BadArgs, NetCase, NetworkTester, ParamPin, count_parameters
+from tests.networks.base import BadArgs, NetCase, NetworkTester, ParamPin, count_parameters, rejected_kwargs
 
 # the authors' count per module (figures.md section 1), SvANet(2, 3, 2)
 _AUTHORS_2D_2CLASS = {
@@ -83,25 +83,13 @@ class TestSvANet(NetworkTester):
         # svseg's own reduced 3D variant (no published reference): pinned so that changes are deliberate
         ParamPin("svseg_3d_w8", dict(spatial_dims=3, in_channels=1, out_channels=2, base_width=8, aspp_channels=16), 6_904_570),
     ]
-    invalid_kwargs = [
-        BadArgs("spatial_dims_1", dict(spatial_dims=1), "spatial_dims"),
-        BadArgs("in_channels_0", dict(in_channels=0), "in_channels"),
-        BadArgs("out_channels_negative", dict(out_channels=-2), "out_channels"),
-        BadArgs("out_channels_float", dict(out_channels=2.0), "out_channels"),
-        BadArgs("fg_start_stage_5", dict(fg_start_stage=5), "fg_start_stage"),
-        BadArgs("fg_start_stage_0", dict(fg_start_stage=0), "fg_start_stage"),
-        BadArgs("img_size_0", dict(img_size=0), "img_size"),
-        BadArgs("svattn_divisor_0", dict(svattn_divisor=0), "svattn_divisor"),
-        BadArgs("moc_pool_res_empty", dict(moc_pool_res=()), "moc_pool_res"),
-        BadArgs("moc_pool_res_zero", dict(moc_pool_res=(1, 0)), "moc_pool_res"),
-        BadArgs("aspp_rates_zero", dict(aspp_rates=(12, 0, 36)), "aspp_rates"),
-        BadArgs("aspp_dropout_1", dict(aspp_dropout=1.0), "aspp_dropout"),
-        BadArgs("cross_drop_rate_negative", dict(cross_drop_rate=-0.1), "cross_drop_rate"),
-        BadArgs("num_attn_blocks_0", dict(num_attn_blocks=0), "num_attn_blocks"),
-        BadArgs("base_width_not_multiple_of_8", dict(base_width=12), "base_width"),
+    invalid_kwargs = rejected_kwargs(
+        spatial_dims=[1], in_channels=[0], out_channels=[-2, 2.0], fg_start_stage=[5, 0], img_size=[0],
+        svattn_divisor=[0], moc_pool_res=[(), (1, 0)], aspp_rates=[(12, 0, 36)], aspp_dropout=[1.0],
+        cross_drop_rate=[-0.1], num_attn_blocks=[0], base_width=[12], pretrained=[3],
+    ) + [
         BadArgs("pretrained_3d", dict(spatial_dims=3, pretrained=True), "pretrained"),
         BadArgs("pretrained_reduced_width", dict(base_width=8, pretrained=True), "base_width"),
-        BadArgs("pretrained_wrong_type", dict(pretrained=3), "pretrained"),
     ]
     export_method = "export"
     export_case = 0

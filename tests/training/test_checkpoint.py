@@ -388,6 +388,8 @@ def run_worker(out: Path, *extra: str, timeout: float = 300) -> subprocess.Compl
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
+    from tests.helpers import reaped, sigkill  # not at the top: this file also runs as a plain worker script
+
     ref_dir, cut_dir = tmp_path / "uninterrupted", tmp_path / "killed"
     ref = run_worker(ref_dir)
     assert ref.returncode == 0, ref.stderr[-3000:]
@@ -398,18 +400,13 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     # start the same run and SIGKILL it mid-epoch, after iteration PAUSE_AT
     proc = subprocess.Popen([sys.executable, __file__, str(cut_dir), "--pause-at", str(PAUSE_AT)], env=worker_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(proc):
         deadline = time.time() + 240
         while not (cut_dir / "paused0").exists():
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             assert time.time() < deadline, "worker never reached the pause iteration"
             time.sleep(0.1)
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert sigkill(proc, timeout=60) == -signal.SIGKILL
     assert not (cut_dir / "run.json").exists()
     ckpt = torch.load(cut_dir / LATEST_NAME, map_location="cpu", weights_only=True)
     last_saved = PAUSE_AT - PAUSE_AT % SAVE_INTERVAL  # 12: mid-epoch 3
@@ -467,12 +464,14 @@ def test_ddp_two_ranks_sigkill_and_resume(tmp_path):
     """Two gloo ranks (ResumableSampler shards the data): only rank 0 writes checkpoints and
     progress; both ranks are killed mid-epoch and resumed; the result equals the uninterrupted
     two-rank run exactly."""
+    from tests.helpers import reaped, sigkill  # not at the top: this file also runs as a plain worker script
+
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
     wait_all(start_ddp(ref_dir))
     per_rank_epoch = -(-(N_TRAIN // 2) // BATCH)  # 10 samples per rank, batch 4: 3 iterations
     pause = 5  # epoch 2; last checkpoint at iteration 4 (1 iteration into epoch 2)
     procs = start_ddp(cut_dir, "--pause-at", str(pause))
-    try:
+    with reaped(*procs):
         deadline = time.time() + 300
         while not ((cut_dir / "paused0").exists() and (cut_dir / "paused1").exists()):
             for p in procs:
@@ -480,13 +479,7 @@ def test_ddp_two_ranks_sigkill_and_resume(tmp_path):
             assert time.time() < deadline, "workers never reached the pause iteration"
             time.sleep(0.1)
         for p in procs:
-            os.kill(p.pid, signal.SIGKILL)
-            p.wait(timeout=60)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+            sigkill(p, timeout=60)
     ckpt = torch.load(cut_dir / LATEST_NAME, map_location="cpu", weights_only=True)
     assert ckpt["meta"]["iteration"] == 4 and 4 % per_rank_epoch != 0
     assert not any(k.startswith("module.") for k in ckpt["network"])  # saved unwrapped

@@ -10,18 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from svseg.data.convert.common import (
-    CONVERTER_VERSION,
-    ConversionError,
-    check_image_values,
-    check_label_values,
-    check_pair,
-    converting,
-    finish_conversion,
-    output_folder,
-    select_cases,
-    with_progress,
-)
+from svseg.data.convert import common
 from svseg.data.specs import get_dataset
 from svseg.data.transforms import apply_intensity
 
@@ -47,7 +36,7 @@ def read_acdc_info(path: str | os.PathLike) -> dict[str, str]:
             info[k.strip()] = v.strip()
     for key in ("ED", "ES"):
         if not re.fullmatch(r"\d+", info.get(key, "")):
-            raise ConversionError(f"{path}: no integer {key!r} frame entry (found {info.get(key)!r}).")
+            raise common.ConversionError(f"{path}: no integer {key!r} frame entry (found {info.get(key)!r}).")
     return info
 
 
@@ -97,13 +86,13 @@ def convert_acdc(
     if mtunet is not None:
         return _convert_acdc_mtunet(mtunet, output, cases=cases, overwrite=overwrite, progress=progress)
     spec = get_dataset("acdc")
-    output = output_folder("acdc", output, overwrite)
+    output = common.output_folder("acdc", output, overwrite)
     base, found = _acdc_cases(source)
-    splits = select_cases(dict(spec.splits), found, cases, base, lambda c: f"{c}/ folder")
+    splits = common.select_cases(dict(spec.splits), found, cases, base, lambda c: f"{c}/ folder")
     todo = [(split, c) for split, ids in splits.items() for c in ids]
-    with converting(output, overwrite, nifti=True, transunet=True) as w:
+    with common.converting(output, overwrite, nifti=True, transunet=True) as w:
         frames: dict[str, dict[str, int]] = {}
-        for split, patient in with_progress(todo, "acdc", progress):
+        for split, patient in common.with_progress(todo, "acdc", progress):
             folder = found[patient]
             info = read_acdc_info(folder / "Info.cfg")
             frames[patient] = {}
@@ -114,13 +103,13 @@ def convert_acdc(
                 if not img_p.exists() and (folder / f"{stem}.nii").exists():
                     img_p = folder / f"{stem}.nii"
                 lab_p = img_p.with_name(img_p.name.replace(stem, f"{stem}_gt"))
-                image, label, affine = check_pair(img_p, lab_p, spec.label_ids)
+                image, label, affine = common.check_pair(img_p, lab_p, spec.label_ids)
                 w.add(f"{patient}_{phase}", split, apply_intensity(image, spec.intensity), label, affine)
                 frames[patient][phase] = frame
-        finish_conversion(
+        common.finish_conversion(
             w,
             spec,
-            {"dataset": "acdc", "version": CONVERTER_VERSION, "source": str(source), "splits": splits, "frames": frames},
+            {"dataset": "acdc", "version": common.CONVERTER_VERSION, "source": str(source), "splits": splits, "frames": frames},
             "ACDC cine-MRI, ED and ES frames, per-volume percentile min-max to [0, 1]; 70 / 10 / 20 patient split (MT-UNet/CASCADE lists).",
         )
     return output
@@ -142,18 +131,18 @@ def _read_mtunet(path: Path, want_ndim: int) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in ("img", "label") if k not in z.files]
             if missing:
-                raise ConversionError(f"{path}: array(s) {missing} missing; the file holds {sorted(z.files)}.")
+                raise common.ConversionError(f"{path}: array(s) {missing} missing; the file holds {sorted(z.files)}.")
             img, lab = np.asarray(z["img"]), np.asarray(z["label"])
-    except ConversionError:
+    except common.ConversionError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise ConversionError(f"{path}: cannot read the npz file (truncated or corrupt?): {type(e).__name__}: {e}") from e
+        raise common.ConversionError(f"{path}: cannot read the npz file (truncated or corrupt?): {type(e).__name__}: {e}") from e
     for key, arr in (("img", img), ("label", lab)):
         if arr.ndim != want_ndim:
-            raise ConversionError(f"{path}: {key!r} has shape {tuple(arr.shape)}; expected a {want_ndim}D array.")
+            raise common.ConversionError(f"{path}: {key!r} has shape {tuple(arr.shape)}; expected a {want_ndim}D array.")
     if img.shape != lab.shape:
-        raise ConversionError(f"{path}: img shape {img.shape} differs from label shape {lab.shape}.")
-    check_image_values(img, path)
+        raise common.ConversionError(f"{path}: img shape {img.shape} differs from label shape {lab.shape}.")
+    common.check_image_values(img, path)
     return img, lab
 
 
@@ -162,7 +151,7 @@ def _convert_acdc_mtunet(
 ) -> Path:
     """The MT-UNet preprocessed ACDC (see :func:`convert_acdc`)."""
     spec = get_dataset("acdc")
-    output = output_folder("acdc", output, overwrite)
+    output = common.output_folder("acdc", output, overwrite)
     # patient -> phase -> list of (slice index, file) or a volume file; folder -> split
     slices: dict[str, dict[str, list[tuple[int, Path]]]] = {}
     volumes: dict[str, dict[str, Path]] = {}
@@ -179,16 +168,16 @@ def _convert_acdc_mtunet(
             else:
                 continue
             if folder_split.setdefault(patient, split) != split:
-                raise ConversionError(f"{f}: patient {patient} appears in two split folders.")
+                raise common.ConversionError(f"{f}: patient {patient} appears in two split folders.")
     found = {p: True for p in folder_split}
-    splits = select_cases(dict(spec.splits), found, cases, root, lambda c: f"case_{c[-3:]} files")
+    splits = common.select_cases(dict(spec.splits), found, cases, root, lambda c: f"case_{c[-3:]} files")
     for split, ids in splits.items():
         moved = [c for c in ids if folder_split[c] != split]
         if moved:
             logger.warning("%s: patients %s lie in another split folder than svseg's %s split; svseg's split is used.", root, moved, split)
     todo = [(split, c) for split, ids in splits.items() for c in ids]
-    with converting(output, overwrite, nifti=True, transunet=True) as w:
-        for split, patient in with_progress(todo, "acdc (MT-UNet layout)", progress):
+    with common.converting(output, overwrite, nifti=True, transunet=True) as w:
+        for split, patient in common.with_progress(todo, "acdc (MT-UNet layout)", progress):
             for phase in ("ED", "ES"):
                 if phase in volumes.get(patient, {}):
                     path = volumes[patient][phase]
@@ -200,19 +189,19 @@ def _convert_acdc_mtunet(
                         raise FileNotFoundError(f"{root}: no case_{patient[-3:]}_slice{phase}_*.npz or _volume_{phase}.npz files for {patient}.")
                     idx = [k for k, _ in parts]
                     if idx != list(range(len(idx))):
-                        raise ConversionError(f"{parts[0][1].parent}: slices of {patient} {phase} are not numbered 0..{len(idx) - 1} (found {idx}).")
+                        raise common.ConversionError(f"{parts[0][1].parent}: slices of {patient} {phase} are not numbered 0..{len(idx) - 1} (found {idx}).")
                     pairs = [_read_mtunet(f, 2) for _, f in parts]
                     if len({p[0].shape for p in pairs}) != 1:
-                        raise ConversionError(f"{parts[0][1]}: the slices of {patient} {phase} differ in shape.")
+                        raise common.ConversionError(f"{parts[0][1]}: the slices of {patient} {phase} differ in shape.")
                     path = parts[0][1]
                     image = np.stack([p[0].T for p in pairs], axis=-1)
                     label = np.stack([p[1].T for p in pairs], axis=-1)
-                label = check_label_values(label, path, spec.label_ids, allow_empty=False)
+                label = common.check_label_values(label, path, spec.label_ids, allow_empty=False)
                 w.add(f"{patient}_{phase}", split, apply_intensity(image, spec.intensity), label, np.eye(4))
-        finish_conversion(
+        common.finish_conversion(
             w,
             spec,
-            {"dataset": "acdc", "version": CONVERTER_VERSION, "source": str(root), "layout": "mtunet", "splits": splits},
+            {"dataset": "acdc", "version": common.CONVERTER_VERSION, "source": str(root), "layout": "mtunet", "splits": splits},
             "ACDC cine-MRI from the MT-UNet preprocessed release (no spacing: identity affine), per-volume percentile "
             "min-max to [0, 1]; 70 / 10 / 20 patient split.",
         )

@@ -7,16 +7,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from svseg.data.convert.common import (
-    CONVERTER_VERSION,
-    ConversionError,
-    check_pair,
-    converting,
-    finish_conversion,
-    output_folder,
-    select_cases,
-    with_progress,
-)
+from svseg.data.convert import common
 from svseg.data.specs import get_dataset, kfold_split
 from svseg.data.transforms import ct_window
 
@@ -31,7 +22,7 @@ def _lits_cases(source: Path) -> dict[str, tuple[Path, Path]]:
             continue
         case = f"volume-{int(m.group(1))}"
         if case in found:
-            raise ConversionError(f"{f}: case {case} found twice (also {found[case][0]}).")
+            raise common.ConversionError(f"{f}: case {case} found twice (also {found[case][0]}).")
         seg = f.with_name(f.name.replace("volume-", "segmentation-", 1))
         found[case] = (f, seg)
     return found
@@ -67,22 +58,22 @@ def convert_lits(
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: source folder not found.")
     spec = get_dataset("lits")
-    output = output_folder("lits", output, overwrite)
+    output = common.output_folder("lits", output, overwrite)
     official = dict(spec.splits)
     if fold is not None:
         kf = kfold_split(official["training"] + official["validation"], n_folds, fold)
         official = {"training": kf["training"], "validation": kf["validation"], "test": official["test"]}
     found = _lits_cases(source)
-    splits = select_cases(official, found, cases, source, lambda c: f"{c}.nii")
+    splits = common.select_cases(official, found, cases, source, lambda c: f"{c}.nii")
     todo = [(split, c) for split, ids in splits.items() for c in ids]
-    with converting(output, overwrite, nifti=True, transunet=slices) as w:
-        for split, case in with_progress(todo, "lits", progress):
-            image, label, affine = check_pair(*found[case], allowed_labels=spec.label_ids)
+    with common.converting(output, overwrite, nifti=True, transunet=slices) as w:
+        for split, case in common.with_progress(todo, "lits", progress):
+            image, label, affine = common.check_pair(*found[case], allowed_labels=spec.label_ids)
             w.add(case, split, ct_window(image, *window), label, affine)
-        finish_conversion(
+        common.finish_conversion(
             w,
             spec,
-            {"dataset": "lits", "version": CONVERTER_VERSION, "source": str(source), "window": list(window), "fold": fold, "n_folds": n_folds, "splits": splits},
+            {"dataset": "lits", "version": common.CONVERTER_VERSION, "source": str(source), "window": list(window), "fold": fold, "n_folds": n_folds, "splits": splits},
             f"LiTS liver/tumour CT, HU [{window[0]:g}, {window[1]:g}] -> [0, 1]; svseg fixed split" + (f", fold {fold}/{n_folds}" if fold is not None else "") + ".",
         )
     return output

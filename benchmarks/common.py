@@ -1,0 +1,50 @@
+"""What the benchmark scripts share: the machine stamp of their results, the ``--json`` option.
+
+The scripts are run by hand (``python benchmarks/X.py``), so Python finds this module next to them
+(``from common import cpu_summary``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from svseg.io import atomic_write
+
+__all__ = ["cpu_summary", "machine_stamp", "benchmark_parser", "save_results"]
+
+
+def machine_stamp(*details: str) -> str:
+    """``"<CPU model>, <N> cores, <detail>, ..."``: the machine line of a result."""
+    return ", ".join([cpu_summary(), *details])
+
+
+def benchmark_parser(description: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the scripts' shared ``--json PATH`` option (write the results there too)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    return parser
+
+
+def save_results(result: Any, path: Path | None) -> None:
+    """Write ``result`` as indented JSON to ``path`` (atomically), when a path was given."""
+    if path is not None:
+        with atomic_write(path, "w") as f:
+            f.write(json.dumps(result, indent=2))
+
+
+def cpu_summary(default: str = "unknown CPU") -> str:
+    """``"<CPU model>, <N> cores"``.
+
+    The model is the first ``model name`` of ``/proc/cpuinfo``; where there is none,
+    ``platform.processor()``, and where that is empty too, ``default``.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.lower().startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or default
+    return f"{model}, {os.cpu_count()} cores"
