@@ -27,11 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from svseg.bundle import predict, run_bundle, run_demo
-from svseg.data import prepare
-from svseg.evaluation import evaluate_folders
-from svseg.report import format_summary, record_sources, report, write_overlays
-from svseg.runtime import progress_enabled
+from svseg.errors import InputError
 
 __all__ = ["main", "build_parser", "parse_overrides"]
 
@@ -62,7 +58,11 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- commands
+# Each command imports its stage when it runs (torch, MONAI, ...), so `svseg --help` answers at once;
+# the import-linter contract still sees these imports (tests/test_architecture.py).
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from svseg.bundle import run_demo
+
     summary = run_demo(output_dir=args.output, data_dir=args.data_dir, tiny=args.tiny, device=args.device,
                        max_iterations=args.max_iterations, num_threads=args.num_threads, bundle=args.bundle)
     out = Path(args.output)
@@ -73,12 +73,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
+    from svseg.data import prepare
+
     path = prepare(args.dataset, args.source, args.output, **parse_overrides(args.option))
     print(f"prepared {args.dataset} in {path}")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from svseg.bundle import train
+
     override = parse_overrides(args.override)
     for key, value in (("dataset_name", args.dataset), ("data_root", args.data_root), ("output_dir", args.output),
                        ("max_epochs", args.max_epochs), ("device", args.device)):
@@ -92,15 +96,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         except ImportError as e:
             raise RuntimeError("--tracking mlflow needs mlflow: pip install 'svseg[mlflow]'.") from e
         tracking = "mlflow"
-    configs = ["train.json", *args.config]
-    kwargs: dict[str, Any] = dict(override)
     if tracking is not None:
-        kwargs["tracking"] = tracking
-    run_bundle("training", args.bundle, tuple(configs), **kwargs)
+        override["tracking"] = tracking
+    out = train(args.bundle, ("train.json", *args.config), **override)
+    print(f"trained {args.bundle}: {out}")
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from svseg.bundle import predict
+
     written = predict(args.bundle, args.input, args.output, checkpoint=args.checkpoint, device=args.device,
                       dataset=args.dataset, overrides=parse_overrides(args.override))
     for w in written:
@@ -109,6 +114,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from svseg.evaluation import evaluate_folders
+    from svseg.report import format_summary, record_sources, write_overlays
+    from svseg.runtime import progress_enabled
+
     summary = evaluate_folders(args.pred, args.ref, args.output, protocol=args.protocol, class_names=args.classes,
                                small_objects=args.small_objects, allow_missing=args.allow_missing,
                                plot=not args.no_plot, progress=progress_enabled())
@@ -123,6 +132,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from svseg.report import report
+
     report(args.output_dir, pred_dir=args.pred, ref_dir=args.ref, image_dir=args.images, n_slices=args.n_slices,
            overlays=not args.no_overlays)
     return 0
@@ -221,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", nargs="+", default=None, metavar="NAME",
                    help="class names by label id, background first (default class_<id>)")
     p.add_argument("--images", default=None, help="folder of the NIfTI images, to draw one overlay PNG per case")
-    p.add_argument("--n-slices", type=int, default=4, help="slices per overlay PNG")
+    p.add_argument("--n-slices", type=int, default=6, help="slices per overlay PNG (fewer when the case has fewer)")
     p.add_argument("--small-objects", action="store_true", help="also per-object / size-bin metrics (small_objects.csv)")
     p.add_argument("--allow-missing", action="store_true", help="skip references without a prediction instead of failing")
     p.add_argument("--no-plot", action="store_true", help="do not write boxplot.png")
@@ -235,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", default=None, help="predictions folder (default: the one recorded by svseg evaluate)")
     p.add_argument("--ref", default=None, help="references folder (default: the recorded one)")
     p.add_argument("--images", default=None, help="images folder for overlays (default: the recorded one)")
-    p.add_argument("--n-slices", type=int, default=4, help="slices per overlay PNG")
+    p.add_argument("--n-slices", type=int, default=6, help="slices per overlay PNG (fewer when the case has fewer)")
     p.add_argument("--no-overlays", action="store_true", help="only the box plot and the summary")
     p.set_defaults(func=_cmd_report)
     return parser
@@ -248,11 +259,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, RuntimeError, ImportError, FileExistsError) as e:
+    except KeyboardInterrupt:
+        print(f"svseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - every failure reaches the user as one line (tracebacks with -v)
         if args.verbose:
             raise
-        print(f"svseg {args.command}: error: {e}", file=sys.stderr)
+        print(f"svseg {args.command}: error: {error_line(e)}", file=sys.stderr)
         return 2
+
+
+_WRAPPERS = ("Failed to evaluate", "Failed to instantiate", "Component to instantiate", "Engine run is terminating")
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for a failure: the user's own file and the problem, not the machinery around it.
+
+    MONAI's config wrappers (``Failed to evaluate ConfigExpression: ...``) and ignite's are unwrapped
+    to their cause; an :class:`svseg.data.InputError` anywhere in the chain wins; an ``OSError``
+    names its file and reason.
+    """
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    chosen = next((e for e in chain if isinstance(e, InputError)), None)
+    if chosen is None:
+        chosen = next((e for e in chain if not str(e).startswith(_WRAPPERS) and str(e).strip()), chain[-1])
+    if isinstance(chosen, OSError) and chosen.filename and chosen.strerror:
+        return f"{Path(str(chosen.filename)).name}: {chosen.strerror.lower()}"
+    text = str(chosen).strip().splitlines()
+    return text[0] if text else type(chosen).__name__
 
 
 if __name__ == "__main__":

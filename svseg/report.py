@@ -38,8 +38,8 @@ from svseg.io import NIFTI_SUFFIXES, PathLike, atomic_save_figure, atomic_save_j
 from svseg.runtime import progress_enabled
 
 __all__ = [
-    "GT_COLOR",
-    "PRED_COLOR",
+    "CLASS_COLORS",
+    "class_color",
     "SOURCES_FILE",
     "select_slices",
     "overlay_png",
@@ -52,8 +52,13 @@ __all__ = [
     "report",
 ]
 
-GT_COLOR = "#00e000"  # ground truth: green
-PRED_COLOR = "#ff2020"  # prediction: red
+# one colour per class id (matplotlib's tab10 without its grey); reference solid, prediction dashed
+CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+
+
+def class_color(label: int) -> str:
+    """The contour colour of class id ``label`` (1-based; the palette repeats after nine classes)."""
+    return CLASS_COLORS[(int(label) - 1) % len(CLASS_COLORS)]
 SOURCES_FILE = "report_sources.json"
 _PANEL_INCHES = 3.0
 _DPI = 100
@@ -103,13 +108,13 @@ def overlay_size(n_slices: int) -> tuple[int, int]:
     return int(round(_PANEL_INCHES * n_slices * _DPI)), int(round((_PANEL_INCHES + 0.6) * _DPI))
 
 
-def overlay_png(image: Any, ref: Any, pred: Any, out_path: str | os.PathLike, n_slices: int = 4, axis: int = 2,
+def overlay_png(image: Any, ref: Any, pred: Any, out_path: str | os.PathLike, n_slices: int = 6, axis: int = 2,
                 class_names: Sequence[str] | None = None, title: str | None = None, window: tuple[float, float] | None = None,
                 spacing: Sequence[float] | None = None) -> Path:
     """Write a PNG with ``n_slices`` slices of ``image`` and the ref/pred label contours.
 
-    Ground-truth contours are solid green, predicted contours dashed red (every foreground class);
-    a legend names both. Slices are chosen by :func:`select_slices`. The PNG has a fixed size,
+    Each class has its own colour (:func:`class_color`); reference contours are solid, predicted
+    contours dashed; the legend names the classes and the two line styles. Slices are chosen by :func:`select_slices`. The PNG has a fixed size,
     :func:`overlay_size` (``n`` panels of 300x360 pixels).
 
     Args:
@@ -180,20 +185,22 @@ def overlay_png(image: Any, ref: Any, pred: Any, out_path: str | os.PathLike, n_
         take[axis] = z
         ax.imshow(np.take(img, z, axis=axis).T, cmap="gray", vmin=lo, vmax=hi, origin="lower", interpolation="nearest",
                   aspect=aspect)
-        for arr, color, style in ((ref_a, GT_COLOR, "solid"), (pred_a, PRED_COLOR, "dashed")):
+        for arr, style in ((ref_a, "solid"), (pred_a, "dashed")):
             if arr is None:
                 continue
             sl = np.take(arr, z, axis=axis).T
             for lab in labels:
                 m = (sl == lab).astype(np.float32)
                 if m.any() and not m.all():
-                    ax.contour(m, levels=[0.5], colors=[color], linewidths=1.2, linestyles=style, origin="lower")
+                    ax.contour(m, levels=[0.5], colors=[class_color(lab)], linewidths=1.2, linestyles=style,
+                               origin="lower")
         ax.set_title(f"slice {z}", fontsize=9)
-    handles = []
+    handles = [Line2D([0], [0], color=class_color(v), lw=2,
+                      label=class_names[v] if class_names and v < len(class_names) else f"class {v}") for v in labels[:9]]
     if ref_a is not None:
-        handles.append(Line2D([0], [0], color=GT_COLOR, lw=2, ls="solid", label="ground truth"))
+        handles.append(Line2D([0], [0], color="black", lw=1.5, ls="solid", label="reference"))
     if pred_a is not None:
-        handles.append(Line2D([0], [0], color=PRED_COLOR, lw=2, ls="dashed", label="prediction"))
+        handles.append(Line2D([0], [0], color="black", lw=1.5, ls="dashed", label="prediction"))
     if handles:
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
     head = title if title is not None else Path(out_path).name.split(".")[0]
@@ -207,7 +214,7 @@ def overlay_png(image: Any, ref: Any, pred: Any, out_path: str | os.PathLike, n_
 
 
 def write_case_overlay(image: Any, ref: Any, pred: Any, output_dir: str | os.PathLike, case: str,
-                       class_names: Sequence[str] | None = None, n_slices: int = 4, axis: int = 2) -> Path:
+                       class_names: Sequence[str] | None = None, n_slices: int = 6, axis: int = 2) -> Path:
     """``<output_dir>/overlays/<case>.png`` for one evaluated case held in memory.
 
     For evaluation loops that already have the image, reference and prediction (e.g. MONAI
@@ -235,7 +242,7 @@ def _find_image(image_dir: Path, case: str) -> Path | None:
 
 
 def write_overlays(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike | None, image_dir: str | os.PathLike,
-                   output_dir: str | os.PathLike, n_slices: int = 4, axis: int = 2,
+                   output_dir: str | os.PathLike, n_slices: int = 6, axis: int = 2,
                    class_names: Sequence[str] | None = None, cases: Sequence[str] | None = None,
                    progress: bool | None = None) -> list[Path]:
     """Write ``<output_dir>/overlays/<case>.png`` for each prediction with a matching image.
@@ -416,7 +423,7 @@ def record_sources(output_dir: str | os.PathLike, pred_dir: str | os.PathLike | 
 
 def report(output_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = None,
            ref_dir: str | os.PathLike | None = None, image_dir: str | os.PathLike | None = None,
-           n_slices: int = 4, axis: int = 2, boxplot: bool = True, overlays: bool = True,
+           n_slices: int = 6, axis: int = 2, boxplot: bool = True, overlays: bool = True,
            print_summary: bool = True, class_names: Sequence[str] | None = None) -> dict:
     """(Re)build the pictures of an evaluation output folder and print its summary.
 

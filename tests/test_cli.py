@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from svseg.cli import build_parser, main, parse_overrides
-from svseg.report import boxplot_png, overlay_png, overlay_size, report, select_slices
+from svseg.report import boxplot_png, class_color, overlay_png, overlay_size, report, select_slices
 
 AFFINE = np.array([[1.5, 0, 0, 5.0], [0, 1.5, 0, -7.0], [0, 0, 3.0, 2.0], [0, 0, 0, 1]])
 
@@ -112,9 +112,12 @@ def test_overlay_png_valid_and_expected_size(tmp_path):
     with Image.open(path) as im:
         assert im.format == "PNG" and im.size == overlay_size(3) == (900, 360)
         rgb = np.asarray(im.convert("RGB")).astype(int)
-    green = (rgb[..., 1] > 180) & (rgb[..., 0] < 80) & (rgb[..., 2] < 80)
-    red = (rgb[..., 0] > 200) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)
-    assert green.sum() > 50 and red.sum() > 50  # both contours drawn, in distinct colours
+    def near(colour: str) -> np.ndarray:
+        target = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+        return (np.abs(rgb - target).sum(-1) < 40)
+
+    organ, core = near(class_color(1)), near(class_color(2))
+    assert organ.sum() > 50 and core.sum() > 50  # each class drawn in its own colour
     with pytest.raises(ValueError, match="shape"):
         overlay_png(img, ref[:-1], pred, tmp_path / "bad.png")
 
@@ -180,7 +183,6 @@ def test_cli_predict_keeps_geometry_with_a_small_network(tmp_path):
     import nibabel as nib
     import torch
 
-    pytest.importorskip("svseg.bundle.demo")
     img, _, _ = _synthetic_case(shape=(24, 20, 3))
     (tmp_path / "in").mkdir()
     nib.save(nib.Nifti1Image(img, AFFINE), tmp_path / "in" / "scan.nii.gz")
@@ -217,7 +219,7 @@ def test_cli_on_demo_data_with_msa2net(tmp_path):
     import torch
     from monai.bundle import ConfigParser
 
-    from svseg.bundle.demo import bundle_dir
+    from svseg.bundle import bundle_dir
     from svseg.data import datalist_for, prepare_demo
 
     root = prepare_demo(tmp_path / "demo", tiny=True)
@@ -282,7 +284,7 @@ def test_cli_demo_produces_valid_pictures(tmp_path, capsys):
         with Image.open(p) as im:
             im.verify()
         with Image.open(p) as im:
-            assert im.format == "PNG" and im.size == overlay_size(4)
+            assert im.format == "PNG" and im.size == overlay_size(6)
     with Image.open(out / "boxplot.png") as im:
         assert im.format == "PNG"
     assert main(["report", str(out), "--no-overlays"]) == 0

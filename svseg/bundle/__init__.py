@@ -5,6 +5,7 @@
   the recipe is spelled out in the JSON itself.
 * :mod:`svseg.bundle.run`: :func:`bundle_dir`, :func:`run_bundle` (as ``python -m monai.bundle run``)
   and :func:`predict` (``svseg predict``).
+* :mod:`svseg.bundle.model_info`: ``svseg_model.json``, the preprocessing a trained model carries.
 * :mod:`svseg.bundle.demo`: :func:`run_demo` (``svseg demo``).
 """
 from __future__ import annotations
@@ -15,14 +16,20 @@ from svseg.bundle.config import (
     datalist,
     inference_datalist,
     inference_mode,
+    inputs_prepared,
+    intensity_rule,
     num_classes,
     prepared_range,
     protocol,
 )
 from svseg.bundle.demo import run_demo
-from svseg.bundle.run import bundle_dir, bundle_names, bundles_root, input_files, predict, run_bundle
+from svseg.bundle.model_info import MODEL_INFO_NAME, SaveModelInfo, read_model_info
+from svseg.bundle.run import bundle_dir, bundle_names, bundles_root, input_files, predict, run_bundle, train
 
 __all__ = [
+    "MODEL_INFO_NAME",
+    "SaveModelInfo",
+    "read_model_info",
     "DEMO",
     "bundle_dir",
     "bundle_names",
@@ -31,6 +38,8 @@ __all__ = [
     "datalist",
     "inference_datalist",
     "inference_mode",
+    "inputs_prepared",
+    "intensity_rule",
     "input_files",
     "num_classes",
     "predict",
@@ -38,4 +47,5 @@ __all__ = [
     "protocol",
     "run_bundle",
     "run_demo",
+    "train",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from svseg.data import datalist_for, get_dataset
+from svseg.data import check_items, datalist_for, file_suffix, get_dataset, intensity_applied
 from svseg.io import case_name
 
 __all__ = [
@@ -27,6 +27,8 @@ __all__ = [
     "protocol",
     "inference_mode",
     "prepared_range",
+    "intensity_rule",
+    "inputs_prepared",
     "datalist",
     "inference_datalist",
     "IMAGE_EXTENSIONS",
@@ -68,14 +70,38 @@ def prepared_range(dataset_name: str) -> list[float]:
     return [float(lo), float(hi)]
 
 
+def intensity_rule(dataset_name: str) -> dict:
+    """The intensity rule of ``dataset_name`` (:attr:`svseg.data.DatasetSpec.intensity`)."""
+    return dict(get_dataset(str(dataset_name).lower()).intensity)
+
+
+def inputs_prepared(folder: str | os.PathLike | None, data_root: str | os.PathLike | None = None,
+                    dataset_name: str | None = None) -> bool:
+    """Whether the images in ``folder`` (default: ``data_root``) already have the intensity rule applied.
+
+    Decided by the marker svseg's converters record in a data set's ``dataset.json`` (in the folder
+    or its parent), or by the published TransUNet layout, never by looking at the values
+    (:func:`svseg.data.intensity_applied`). The demo without a ``data_root`` is prepared by svseg.
+    """
+    target = _root(folder) or _root(data_root)
+    if target is None:
+        return str(dataset_name).lower() == DEMO
+    path = Path(target)
+    return intensity_applied(path) or intensity_applied(path.parent)
+
+
 def datalist(dataset_name: str, data_root: str | os.PathLike | None, split: str) -> list[dict]:
-    """Items ``{"image", "label", "case"}`` of ``split`` (``training``, ``validation`` or ``test``).
+    """Items ``{"image", "label", "case"}`` of ``split`` (``training``, ``validation`` or ``test``), checked.
 
     ``validation`` falls back to ``test`` when a data set has no validation split (Synapse: the
     MSA2Net code selects on the test volumes), and ``test`` falls back to ``validation``.
+    ``validation`` keeps only labelled items. Every item passes :func:`svseg.data.check_items`
+    (readable, finite, 3D, label matching the image, label ids in the class list, one file type)
+    before any training or evaluation starts; the results are cached per file.
 
     Raises:
         ValueError: unknown split; no ``data_root`` for a data set other than the demo; no items.
+        svseg.data.InputError: a bad case, named with its file and the problem.
     """
     name = str(dataset_name).lower()
     if split not in _SPLIT_ORDER:
@@ -91,14 +117,34 @@ def datalist(dataset_name: str, data_root: str | os.PathLike | None, split: str)
         except (KeyError, ValueError) as e:  # that split does not exist for this data set
             errors.append(f"{s}: {e}")
             continue
+        if split == "validation":
+            items = [item for item in items if item.get("label")]
         if items:
-            return [dict(item, case=item.get("case") or case_name(str(item["image"]))) for item in items]
-    raise ValueError(f"dataset {name!r} (data_root={root!r}) has no items in splits {list(_SPLIT_ORDER[split])}: {errors}")
+            items = [dict(item, case=item.get("case") or case_name(str(item["image"]))) for item in items]
+            _check(name, items)
+            return items
+    what = "labelled items (validation uses labelled cases only)" if split == "validation" else "items"
+    raise ValueError(f"dataset {name!r} (data_root={root!r}) has no {what} in splits {list(_SPLIT_ORDER[split])}"
+                     + (f": {'; '.join(errors)}" if errors else ""))
+
+
+def _check(name: str, items: list[dict]) -> None:
+    """The shared input check over ``items``: volumes (2D TransUNet ``.npz`` slices), one file type per split."""
+    types = {file_suffix(item["image"]) for item in items}
+    spatial = 2 if types == {".npz"} else 3
+    suffixes = types if len(types) == 1 else {file_suffix(items[0]["image"])}
+    names = class_names(name)
+    check_items(items, num_classes=len(names), class_names=names, spatial_dims=spatial,
+                suffixes=suffixes | {file_suffix(i["label"]) for i in items[:1] if i.get("label")})
 
 
 def inference_datalist(input_dir: str | os.PathLike | None, dataset_name: str,
-                       data_root: str | os.PathLike | None) -> list[dict]:
-    """Images to predict: every image file in ``input_dir``, else the test split of the data set."""
+                       data_root: str | os.PathLike | None, in_channels: int | None = None) -> list[dict]:
+    """Images to predict: every image file in ``input_dir``, else the test split of the data set.
+
+    Each image is checked before the network runs (:func:`svseg.data.check_items`: readable, finite,
+    a 3D volume with ``in_channels`` channels).
+    """
     if _root(input_dir) is None:
         return [{"image": d["image"], "case": d["case"]} for d in datalist(dataset_name, data_root, "test")]
     folder = Path(str(input_dir))
@@ -107,4 +153,6 @@ def inference_datalist(input_dir: str | os.PathLike | None, dataset_name: str,
     files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
     if not files:
         raise FileNotFoundError(f"input_dir {str(folder)!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
-    return [{"image": str(folder / f), "case": case_name(f)} for f in files]
+    items = [{"image": str(folder / f), "case": case_name(f)} for f in files]
+    check_items(items, spatial_dims=3, in_channels=in_channels)
+    return items

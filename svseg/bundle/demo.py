@@ -7,7 +7,6 @@ the mean 3D Dice per class and the wall time.
 
 Usage::
 
-    python -m svseg.bundle.demo --output_dir outputs/demo
     svseg demo                         # the CLI calls run_demo()
 
 The paper recipe (SGD 0.05, 700 epochs) stays the bundle default; it needs far more than the
@@ -15,14 +14,11 @@ demo's 144 iterations (on MNI152 slices it reached only 0.63 / 0.54 Dice in that
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
 
 import pandas as pd
 import torch
@@ -30,7 +26,7 @@ import torch
 from svseg.bundle.run import run_bundle
 from svseg.data import prepare_demo
 
-__all__ = ["run_demo", "add_demo_arguments", "main"]
+__all__ = ["run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,32 +82,3 @@ def run_demo(output_dir: str | os.PathLike = "outputs/demo", data_dir: str | os.
 def _mean_dice_per_class(metrics_csv: str) -> dict[str, float]:
     df = pd.read_csv(metrics_csv)
     return {str(k): float(v) for k, v in df.groupby("class", sort=False)["dice"].mean().items()}
-
-
-def add_demo_arguments(parser: argparse.ArgumentParser, output: str = "--output", sep: str = "-") -> None:
-    """Add :func:`run_demo`'s options, all but ``bundle``, to ``parser`` (``svseg demo`` and :func:`main`).
-
-    ``output`` names the results-folder option; ``sep`` joins the words of the others
-    (``--data-dir`` for ``svseg demo``, ``--data_dir`` here).
-    """
-    parser.add_argument(output, default="outputs/demo", help="results folder (checkpoints, metrics.csv, pictures)")
-    parser.add_argument(f"--data{sep}dir", default=None, help="demo data folder (default $SVSEG_DATA_DIR/demo, prepared if absent)")
-    parser.add_argument("--tiny", action="store_true", help="use the small 4 mm demo set (quick checks and tests)")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or auto")
-    parser.add_argument(f"--max{sep}iterations", type=int, default=None, help="training iterations (default: the demo's 144)")
-    parser.add_argument(f"--num{sep}threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry: ``python -m svseg.bundle.demo [--output_dir DIR] [--tiny] [--device cpu]``."""
-    parser = argparse.ArgumentParser(prog="python -m svseg.bundle.demo", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_demo_arguments(parser, output="--output_dir", sep="_")
-    args = parser.parse_args(argv)
-    run_demo(output_dir=args.output_dir, data_dir=args.data_dir, tiny=args.tiny, device=args.device,
-             max_iterations=args.max_iterations, num_threads=args.num_threads)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -23,10 +24,12 @@ import numpy as np
 from monai.bundle import ConfigWorkflow
 
 import svseg
-from svseg.bundle.config import IMAGE_EXTENSIONS
+from svseg.bundle.config import IMAGE_EXTENSIONS, inputs_prepared
+from svseg.bundle.model_info import read_model_info
+from svseg.errors import InputError
 from svseg.io import case_name
 
-__all__ = ["bundle_dir", "bundle_names", "bundles_root", "run_bundle", "predict", "input_files"]
+__all__ = ["bundle_dir", "bundle_names", "bundles_root", "run_bundle", "train", "predict", "input_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,14 +106,37 @@ def run_bundle(run_id: str, name: str = "msa2net", config_files: Sequence[str] =
     return result
 
 
+def train(bundle: str, config_files: Sequence[str] = ("train.json",), **override: Any) -> Path:
+    """Run a bundle's ``training``; return its output folder.
+
+    A killed run resumes from ``<output_dir>/checkpoint_latest.pt`` (``resume="auto"``). When the run
+    fails before it saved a first checkpoint in an output folder it created, the folder is removed,
+    so a bad data set or a typo leaves no half-made run behind (event files, an empty ``models/``).
+    """
+    root = bundle_dir(bundle)
+    out = Path(override.get("output_dir") or root / "runs").absolute()
+    created = not out.exists()
+    try:
+        run_bundle("training", bundle, tuple(config_files), **override)
+    except BaseException:
+        if created and out.is_dir() and not any(out.glob("checkpoint_*.pt")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return out
+
+
 def input_files(input_path: str | os.PathLike) -> list[Path]:
     """One image file, or the image files of a folder (sorted).
 
     Raises:
         FileNotFoundError: the path does not exist, or the folder holds no image file.
+        svseg.data.InputError: a single file of another type.
     """
     path = Path(input_path)
     if path.is_file():
+        if not path.name.lower().endswith(IMAGE_EXTENSIONS):
+            raise InputError(path, f"file type {path.suffix or '(none)'} is not one svseg predicts "
+                                   f"({', '.join(IMAGE_EXTENSIONS)})")
         return [path]
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
@@ -120,14 +146,54 @@ def input_files(input_path: str | os.PathLike) -> list[Path]:
     raise FileNotFoundError(f"--input {str(path)!r} does not exist.")
 
 
+def _network_class(bundle: str, overrides: dict[str, Any] | None = None) -> str:
+    """The class name of the bundle's ``network_def`` (``svseg.networks.MSA2Net`` -> ``MSA2Net``), overrides included."""
+    network_def = (overrides or {}).get("network_def")
+    if not isinstance(network_def, dict):
+        network_def = json.loads((bundle_dir(bundle) / "configs" / "inference.json").read_text())["network_def"]
+    return str(network_def["_target_"]).rsplit(".", 1)[-1]
+
+
+def _model_overrides(bundle: str, checkpoint: Path, dataset: str | None,
+                     overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the weights' ``svseg_model.json`` says the bundle must be set to; refuse a mismatch."""
+    info = read_model_info(checkpoint)
+    if info is None:
+        return {} if dataset is None else {"dataset_name": dataset}
+    expected = _network_class(bundle, overrides)
+    if info.get("network") and info["network"] != expected:
+        raise InputError(checkpoint, f"holds {info['network']} weights, not {expected} (bundle {bundle!r})")
+    trained_on = str(info.get("dataset_name", "")).lower()
+    if dataset is not None and trained_on and dataset.lower() != trained_on:
+        raise InputError(checkpoint, f"was trained on the {trained_on!r} data set, not {dataset!r}")
+    keys = ("dataset_name", "intensity_mean", "intensity_std", "roi_size")
+    return {k: info[k] for k in keys if k in info}
+
+
+def _load_error(exc: BaseException) -> BaseException | None:
+    """The state-dict loading error inside a bundle run's exception chain, if that is what failed."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, RuntimeError) and "Error(s) in loading state_dict" in str(exc):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def predict(bundle: str, input_path: str | os.PathLike, output_dir: str | os.PathLike,
             checkpoint: str | os.PathLike | None = None, device: str = "auto", dataset: str | None = None,
             overrides: dict[str, Any] | None = None) -> list[Path]:
     """Segment images with a bundle and write NIfTI label maps with the input geometry.
 
     Runs the bundle's ``configs/inference.json`` (``run``: a MONAI ``SupervisedEvaluator`` whose
-    :class:`svseg.inference.PredictionSaver` writes ``<output_dir>/<case>_seg.nii.gz``). Each
-    written NIfTI is checked to have the input's shape and affine.
+    :class:`svseg.inference.PredictionSaver` writes ``<output_dir>/<case>_seg.nii.gz``). The
+    preprocessing is the one the weights were trained with: ``svseg_model.json`` beside them
+    (written by every svseg training run) sets the data set, its intensity rule and the input size,
+    so ``dataset`` is not needed. The intensity rule is applied unless the input folder is a data set
+    svseg prepared (its recorded marker). Each input is checked before the network runs; each
+    written NIfTI is checked to have the input's shape and affine. On failure nothing is left in a
+    new ``output_dir``.
 
     Args:
         bundle: bundle name (e.g. ``msa2net``).
@@ -135,8 +201,8 @@ def predict(bundle: str, input_path: str | os.PathLike, output_dir: str | os.Pat
         output_dir: folder for the label maps.
         checkpoint: weights (``model.pt`` or an svseg ``checkpoint_*.pt``); default the bundle's ``ckpt_path``.
         device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto``.
-        dataset: data set whose rules (classes, intensity) the network was trained with
-            (default the bundle's ``dataset_name``).
+        dataset: data set the weights were trained on, for weights without ``svseg_model.json``
+            (default the bundle's ``dataset_name``); with one, it must agree.
         overrides: more config overrides (e.g. ``{"roi_size": [224, 224]}``).
 
     Returns:
@@ -144,38 +210,57 @@ def predict(bundle: str, input_path: str | os.PathLike, output_dir: str | os.Pat
 
     Raises:
         FileNotFoundError: missing input, bundle or checkpoint.
+        svseg.data.InputError: a bad input file or weights that do not fit the bundle.
     """
     bundle_dir(bundle)
     files = input_files(input_path)
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise FileNotFoundError(f"--checkpoint {str(checkpoint)!r} does not exist.")
-    out = Path(output_dir).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    override: dict[str, Any] = {"device": device, "prediction_dir": str(out)}
+    ckpt = Path(checkpoint).absolute() if checkpoint is not None else bundle_dir(bundle) / "runs" / "models" / "model.pt"
+    override: dict[str, Any] = {"device": device, **_model_overrides(bundle, ckpt, dataset, overrides)}
     if checkpoint is not None:
-        override["ckpt_path"] = str(Path(checkpoint).absolute())
-    if dataset is not None:
-        override["dataset_name"] = dataset
+        override["ckpt_path"] = str(ckpt)
+    elif not ckpt.is_file():
+        raise FileNotFoundError(f"no --checkpoint given and the bundle has no trained weights at {ckpt}.")
+    source = Path(input_path).absolute()
+    override["inputs_prepared"] = inputs_prepared(source.parent if source.is_file() else source)
     override.update(overrides or {})
-    # the bundle reads a folder: stage a single file (a link) in a temporary one
-    with tempfile.TemporaryDirectory(prefix="svseg-predict-") as staging:
-        if Path(input_path).is_file():
-            link = Path(staging) / files[0].name
+    out = Path(output_dir).absolute()
+    created = not out.exists()
+    override["prediction_dir"] = str(out)
+    try:
+        # the bundle reads a folder: stage a single file (a link) in a temporary one
+        with tempfile.TemporaryDirectory(prefix="svseg-predict-") as staging:
+            if source.is_file():
+                link = Path(staging) / files[0].name
+                try:
+                    link.symlink_to(files[0].absolute())
+                except OSError:
+                    shutil.copy2(files[0], link)
+                override["input_dir"] = staging
+            else:
+                override["input_dir"] = str(source)
             try:
-                link.symlink_to(files[0].absolute())
-            except OSError:
-                shutil.copy2(files[0], link)
-            override["input_dir"] = staging
-        else:
-            override["input_dir"] = str(Path(input_path).absolute())
-        run_bundle("run", bundle, ("inference.json",), **override)
-    written = []
-    for f in files:
-        target = out / f"{case_name(f)}_seg.nii.gz"
-        if not target.is_file():
-            raise FileNotFoundError(f"the bundle did not write {target} for {f}.")
-        _check_geometry(f, target)
-        written.append(target)
+                run_bundle("run", bundle, ("inference.json",), **override)
+            except Exception as e:
+                if _load_error(e) is not None:
+                    trained = override.get("dataset_name") or "the bundle's default data set"
+                    raise InputError(ckpt, f"weights do not fit the {_network_class(bundle, overrides)} network of bundle "
+                                           f"{bundle!r} built for {trained} (missing, unexpected or differently "
+                                           "shaped parameters); pass --dataset with the data set they were trained "
+                                           "on, or use weights trained by svseg (they carry svseg_model.json)") from e
+                raise
+        written = []
+        for f in files:
+            target = out / f"{case_name(f)}_seg.nii.gz"
+            if not target.is_file():
+                raise FileNotFoundError(f"the bundle did not write {target} for {f}.")
+            _check_geometry(f, target)
+            written.append(target)
+    except BaseException:
+        if created and out.is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return written
 
 

@@ -13,32 +13,41 @@ Main entry points:
 
 from __future__ import annotations
 
+from svseg.data.check import InputError, check_case, check_items, file_suffix, read_checked
 from svseg.data.convert import ConversionError, prepare
-from svseg.data.datalist import datalist_for, read_datalist, resolve_dataset, write_datalist
+from svseg.data.datalist import datalist_for, intensity_applied, read_datalist, resolve_dataset, write_datalist
 from svseg.data.demo import prepare_demo
 from svseg.data.readers import H5Reader, NPZReader
 from svseg.data.slices import LoadVolumed, SliceDataset, volume_dataset, volume_transforms
 from svseg.data.specs import DatasetSpec, get_dataset, kfold_split, list_datasets, register_dataset
-from svseg.data.transforms import intensity_transform
+from svseg.data.transforms import IntensityRuled, apply_intensity, intensity_transform
 
-__all__ = [
-    "DatasetSpec",
-    "get_dataset",
-    "list_datasets",
-    "register_dataset",
-    "kfold_split",
+__all__ = [  # alphabetical
+    "apply_intensity",
+    "check_case",
+    "check_items",
+    "ConversionError",
     "datalist_for",
-    "read_datalist",
-    "write_datalist",
-    "resolve_dataset",
+    "DatasetSpec",
+    "file_suffix",
+    "get_dataset",
     "H5Reader",
-    "NPZReader",
-    "SliceDataset",
+    "InputError",
+    "intensity_applied",
+    "intensity_transform",
+    "IntensityRuled",
+    "kfold_split",
+    "list_datasets",
     "LoadVolumed",
+    "NPZReader",
+    "prepare",
+    "prepare_demo",
+    "read_checked",
+    "read_datalist",
+    "register_dataset",
+    "resolve_dataset",
+    "SliceDataset",
     "volume_dataset",
     "volume_transforms",
-    "intensity_transform",
-    "prepare_demo",
-    "prepare",
-    "ConversionError",
+    "write_datalist",
 ]

@@ -41,12 +41,38 @@ __all__ = [
     "write_datalist",
     "transunet_datalist",
     "DATALIST_NAME",
+    "PREPARED_KEY",
+    "intensity_applied",
 ]
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("training", "validation", "test")
 DATALIST_NAME = "dataset.json"
+PREPARED_KEY = "prepared"
+
+
+def intensity_applied(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a data set whose images already have its intensity rule applied.
+
+    The marker is recorded, never guessed from the values: svseg's converters and the demo write
+    ``"svseg": {"prepared": true, ...}`` into the ``dataset.json`` they produce; the published
+    TransUNet layout (``train_npz/``, ``test_vol_h5/``) is prepared by definition (TransUNet's
+    preprocessing clips and scales the CT). Any other folder holds raw images.
+    """
+    root = Path(folder)
+    datalist = root / DATALIST_NAME
+    if datalist.is_file():
+        try:
+            record = json.loads(datalist.read_text()).get("svseg") or {}
+        except (OSError, ValueError, AttributeError):
+            return False
+        if not isinstance(record, dict):
+            return False
+        # svseg 0.1 recorded the rule it applied ("intensity"; the demo under "parameters") without the flag
+        legacy = "intensity" in record or "intensity" in (record.get("parameters") or {})
+        return record.get(PREPARED_KEY) is True or legacy
+    return (root / "train_npz").is_dir() or (root / "test_vol_h5").is_dir()
 
 
 def _check_split(split: str) -> str:

@@ -82,7 +82,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEMO_VERSION = 2
+DEMO_VERSION = 3  # 3: dataset.json records "prepared": true (the intensity rule is applied)
 DEMO_CLASS_NAMES = ("background", "grey matter", "white matter")
 STAMP_NAME = "svseg_demo_stamp.json"
 
@@ -271,7 +271,7 @@ def prepare_demo(output_dir: str | os.PathLike | None = None, tiny: bool = False
         "training": [],
         "validation": [],
         "test": [],
-        "svseg": {"dataset": "demo", "version": DEMO_VERSION, "parameters": params, "spacing": affine_spacing(affine), "slabs": {}},
+        "svseg": {"dataset": "demo", "prepared": True, "version": DEMO_VERSION, "parameters": params, "spacing": affine_spacing(affine), "slabs": {}},
     }
     keep = (lambda: _stamp_matches(root, params)) if not force else None
     with AtomicDirectory(root, overwrite=True, keep_existing=keep) as tmp:

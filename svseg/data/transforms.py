@@ -35,6 +35,7 @@ __all__ = [
     "PercentileMinMaxd",
     "ct_window_transform",
     "intensity_transform",
+    "IntensityRuled",
 ]
 
 
@@ -153,6 +154,48 @@ class PercentileMinMaxd(MapTransform):
             else:
                 out = percentile_minmax(arr, **self.kw)
             d[key] = convert_to_dst_type(out, dst=img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]
+        return d
+
+
+class IntensityRuled(MapTransform):
+    """Apply a data set's intensity rule to raw images, and nothing to prepared ones.
+
+    svseg's converters apply the rule once when they write a prepared data set and record that in
+    its ``dataset.json`` (:func:`svseg.data.prepared_marker`); a bundle reads that marker
+    (``prepared``) and this transform then only casts to float32, so prepared data are never
+    normalised twice. Any other input (a raw scan given to ``svseg predict``, a data set in its
+    published layout) gets the rule here, with the same functions the converters use
+    (:func:`apply_intensity`, per channel), so a raw scan and its prepared copy reach the network
+    with the same values.
+
+    Config snippet::
+
+        {"_target_": "svseg.data.IntensityRuled", "keys": "image", "rule": "@intensity_rule",
+         "prepared": "@inputs_prepared"}
+
+    Args:
+        keys: image keys.
+        rule: the intensity rule (:attr:`svseg.data.DatasetSpec.intensity`).
+        prepared: the inputs already have the rule applied.
+    """
+
+    def __init__(self, keys: KeysCollection, rule: Mapping[str, Any], prepared: bool,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        _rule_arguments(rule)  # an unknown rule fails here, at config time
+        self.rule = dict(rule)
+        self.prepared = bool(prepared)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            if self.prepared:
+                d[key] = convert_to_dst_type(img, dst=img, dtype=torch.float32)[0]
+                continue
+            arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+            out = np.stack([apply_intensity(c, self.rule) for c in arr]) if arr.ndim >= 3 else apply_intensity(arr, self.rule)
+            d[key] = convert_to_dst_type(out, dst=img, dtype=torch.float32)[0]
         return d
 
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from svseg.evaluation.labels import ClassNames, class_name_list, label_boxes, label_pair, load_label_volume, union_box
 from svseg.evaluation.metrics import PROTOCOLS, normalize_spacing, standard_case_metrics, transunet_case_metrics
 from svseg.evaluation.small_objects import object_metrics, summarize_objects, write_object_table
+from svseg.errors import InputError
 from svseg.io import PathLike, atomic_save_csv, atomic_save_json, match_files, to_json_safe
 from svseg.report import boxplot_png
 
@@ -281,6 +282,12 @@ def evaluate_folders(
         pred, pred_affine, _ = load_label_volume(ppath)
         if pred.shape != ref.shape:
             raise ValueError(f"case {case}: prediction {ppath.name} has shape {pred.shape}, reference {rpath.name} {ref.shape}.")
+        for path, labels in ((rpath, ref), (ppath, pred)):
+            unknown = sorted(int(v) for v in np.unique(labels) if int(v) >= len(names) or v < 0)
+            if unknown:
+                listed = f"--classes has {len(names)} names" if class_names is not None else f"{len(names)} classes"
+                raise InputError(path, f"label ids {unknown} are not in the class list 0..{len(names) - 1} "
+                                       f"({', '.join(names)}; {listed})")
         if not np.allclose(pred_affine, ref_affine, atol=1e-3):
             warnings.warn(f"case {case}: prediction and reference affines differ; voxels are compared as stored.", stacklevel=2)
         sp = ref_spacing if spacing is None else spacing

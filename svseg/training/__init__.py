@@ -41,62 +41,21 @@ checkpoint saver last)::
 
 from __future__ import annotations
 
-from svseg.training.checkpoint import (
-    BEST_NAME,
-    LATEST_NAME,
-    AtomicCheckpointSaver,
-    CheckpointResumer,
-    ResumableSampler,
-    collect_rng_state,
-    loss_from_output,
-    metric_value,
-    random_state_from_dict,
-    random_state_to_dict,
-    restore_rng_state,
-    transform_random_states,
-    unwrap_network,
-)
-from svseg.training.distributed import RANK_ZERO_ONLY, destroy_distributed, init_distributed, rank_zero_handlers
-from svseg.training.guards import NaNGuard, NonFiniteLossError, OOMHint, is_out_of_memory
-from svseg.training.progress import EpochProgressBar, ProgressPlot, TensorBoardStats, plot_progress
-from svseg.training.schedulers import HalveLROnStall, poly_scheduler, scaled_lr, warmup_cosine_scheduler
-from svseg.training.validation import PeriodicValidation
+from svseg.training import checkpoint, distributed, guards, progress, rng, schedulers, validation
+from svseg.training.checkpoint import *  # noqa: F403
+from svseg.training.distributed import *  # noqa: F403
+from svseg.training.guards import *  # noqa: F403
+from svseg.training.progress import *  # noqa: F403
+from svseg.training.rng import *  # noqa: F403
+from svseg.training.schedulers import *  # noqa: F403
+from svseg.training.validation import *  # noqa: F403
 
-__all__ = [
-    # checkpoint
-    "LATEST_NAME",
-    "BEST_NAME",
-    "ResumableSampler",
-    "AtomicCheckpointSaver",
-    "CheckpointResumer",
-    "collect_rng_state",
-    "restore_rng_state",
-    "transform_random_states",
-    "random_state_to_dict",
-    "random_state_from_dict",
-    "unwrap_network",
-    "loss_from_output",
-    "metric_value",
-    # guards
-    "NonFiniteLossError",
-    "NaNGuard",
-    "OOMHint",
-    "is_out_of_memory",
-    # progress
-    "ProgressPlot",
-    "plot_progress",
-    "EpochProgressBar",
-    "TensorBoardStats",
-    # schedulers
-    "poly_scheduler",
-    "warmup_cosine_scheduler",
-    "scaled_lr",
-    "HalveLROnStall",
-    # validation
-    "PeriodicValidation",
-    # distributed
-    "RANK_ZERO_ONLY",
-    "init_distributed",
-    "destroy_distributed",
-    "rank_zero_handlers",
-]
+# the package's API is the union of its modules' __all__, each name listed once, where it is defined
+__all__: list[str] = []
+__all__ += checkpoint.__all__
+__all__ += rng.__all__
+__all__ += guards.__all__
+__all__ += progress.__all__
+__all__ += schedulers.__all__
+__all__ += validation.__all__
+__all__ += distributed.__all__

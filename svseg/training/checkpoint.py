@@ -16,10 +16,9 @@ kills one with SIGKILL), plus the helpers they share with the other training han
 - :class:`CheckpointResumer`: MONAI's ``CheckpointLoader`` restores ``state_dict`` objects and
   the engine counters, but no RNG state, cannot make the sampler skip trained batches, and keeps
   the saved epoch length when the batch size changed since (e.g. after an out-of-memory error).
-- Helpers: the global RNG states (:func:`collect_rng_state` / :func:`restore_rng_state`) and
-  those of MONAI random transforms (:func:`transform_random_states`, :func:`random_state_to_dict`,
-  :func:`random_state_from_dict`) as ``weights_only``-loadable values; :func:`loss_from_output`
-  and :func:`metric_value` (the guards and progress handlers use them too).
+- Helpers: :func:`data_stream_position` (where in ignite's data stream an iteration falls),
+  :func:`loss_from_output` and :func:`metric_value` (the guards and progress handlers use them
+  too). The RNG states live in :mod:`svseg.training.rng`.
 
 Everything that writes files does so on rank 0 only when ``torch.distributed`` is initialised.
 The package docstring (:mod:`svseg.training`) shows a complete ``train_handlers`` list.
@@ -32,7 +31,6 @@ import glob
 import logging
 import math
 import os
-import random
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -46,11 +44,17 @@ from torch.utils.data.distributed import DistributedSampler
 
 from svseg.io import atomic_torch_save
 from svseg.runtime import is_rank0
+from svseg.training.rng import (
+    collect_rng_state,
+    random_state_from_dict,
+    random_state_to_dict,
+    restore_rng_state,
+    transform_random_states,
+)
 
 __all__ = [
-    "LATEST_NAME", "BEST_NAME", "collect_rng_state", "restore_rng_state", "transform_random_states",
-    "random_state_to_dict", "random_state_from_dict", "unwrap_network", "loss_from_output", "metric_value",
-    "ResumableSampler", "AtomicCheckpointSaver", "CheckpointResumer",
+    "LATEST_NAME", "BEST_NAME", "ResumableSampler", "AtomicCheckpointSaver", "CheckpointResumer",
+    "data_stream_position", "unwrap_network", "loss_from_output", "metric_value",
 ]
 
 LATEST_NAME = "checkpoint_latest.pt"
@@ -66,82 +70,19 @@ def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
     return network
 
 
-def collect_rng_state() -> dict:
-    """Python, NumPy and torch (CPU and initialised CUDA) global RNG states, as plain
-    containers and tensors so that ``torch.load(..., weights_only=True)`` can read them back."""
-    py_version, py_state, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state = {
-        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
-        "numpy": {
-            "name": str(np_name),
-            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "gauss": float(np_gauss),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+def data_stream_position(iteration: int, epoch_length: int, loader_length: int) -> tuple[int, int]:
+    """Where ignite's data stream stands after ``iteration`` iterations: ``(sampler epoch, offset)``.
 
-
-def restore_rng_state(state: Mapping) -> None:
-    """Inverse of :func:`collect_rng_state`."""
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
-    npst = state["numpy"]
-    keys = npst["keys"].numpy().astype(np.uint32) if torch.is_tensor(npst["keys"]) else np.asarray(npst["keys"], np.uint32)
-    np.random.set_state((npst["name"], keys, npst["pos"], npst["has_gauss"], npst["gauss"]))
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        cuda_states = list(state["cuda"])
-        if len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
-
-
-def _collect_random_states(obj: Any, found: list, seen: set) -> None:
-    """Collect the ``numpy.random.RandomState`` objects of MONAI randomisable transforms
-    (attribute ``R``) reachable from ``obj``, in a deterministic order (as ``monai.data.set_rnd``)."""
-    if id(obj) in seen:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, (list, tuple)):
-        for item in obj:
-            _collect_random_states(item, found, seen)
-        return
-    if isinstance(obj, (str, bytes, int, float, torch.Tensor, np.ndarray)) or not hasattr(obj, "__dict__"):
-        return
-    if hasattr(obj, "set_random_state") and isinstance(getattr(obj, "R", None), np.random.RandomState):
-        found.append(obj.R)
-    for key, value in vars(obj).items():
-        if not (key.startswith("__") or key == "R"):
-            _collect_random_states(value, found, seen)
-
-
-def transform_random_states(dataloader: Any) -> list:
-    """The ``RandomState`` objects of the random transforms of ``dataloader.dataset``, in a fixed
-    order; empty when the loader has workers (their transform seeds are re-derived from the torch
-    RNG at every epoch, so the global RNG state already covers them)."""
-    dataset = getattr(dataloader, "dataset", None)
-    if dataset is None or getattr(dataloader, "num_workers", 0) != 0:
-        return []
-    found: list = []
-    _collect_random_states(dataset, found, set())
-    return found
-
-
-def random_state_to_dict(rs: np.random.RandomState) -> dict:
-    """A ``RandomState``'s state as plain values and a tensor (``weights_only``-loadable)."""
-    name, keys, pos, has_gauss, gauss = rs.get_state()
-    return {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "gauss": float(gauss)}
-
-
-def random_state_from_dict(rs: np.random.RandomState, d: Mapping) -> None:
-    """Inverse of :func:`random_state_to_dict`: set ``rs`` to the saved state."""
-    rs.set_state((d["name"], d["keys"].numpy().astype(np.uint32), d["pos"], d["has_gauss"], d["gauss"]))
+    ignite creates a data iterator when the previous one runs out, even inside an epoch, and keeps an
+    iterator that is not exhausted from one epoch into the next (when ``epoch_length`` differs from
+    ``len(dataloader)``). MONAI sets the sampler's epoch at every epoch start, so each pass over the
+    loader uses the permutation of the epoch in which it began. This returns that epoch for the pass
+    under way after ``iteration`` iterations, and how many of its batches were already drawn.
+    """
+    if epoch_length <= 0 or loader_length <= 0:
+        raise ValueError(f"epoch_length and loader_length must be positive, got {epoch_length}, {loader_length}.")
+    start = (int(iteration) // int(loader_length)) * int(loader_length)
+    return start // int(epoch_length) + 1, int(iteration) - start
 
 
 def loss_from_output(output: Any) -> float | None:
@@ -229,16 +170,28 @@ class ResumableSampler(DistributedSampler):
             rank = dist.get_rank() if distributed else 0
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
         self._skip = 0
+        self._pass_epoch: int | None = None
 
-    def skip_next(self, num_samples: int) -> None:
-        """Skip the first ``num_samples`` indices of the next iteration over this sampler only."""
+    def skip_next(self, num_samples: int, epoch: int | None = None) -> None:
+        """Skip the first ``num_samples`` indices of the next iteration over this sampler only.
+
+        With ``epoch``, that next iteration also uses the permutation of ``epoch`` (the pass an
+        interrupted run was in the middle of); later iterations use :meth:`set_epoch`'s epoch again.
+        """
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}.")
         self._skip = int(num_samples)
+        self._pass_epoch = None if epoch is None else int(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
-        skip, self._skip = self._skip, 0
+        current = self.epoch
+        if self._pass_epoch is not None:
+            self.epoch = self._pass_epoch
+        try:
+            indices = list(super().__iter__())
+        finally:
+            self.epoch = current
+        skip, self._skip, self._pass_epoch = self._skip, 0, None
         return iter(indices[skip:])
 
 
@@ -419,14 +372,15 @@ class CheckpointResumer:
     because it counts the epoch's iterations from ``iteration % epoch_length``), keeping the
     trainer's own ``max_epochs`` so the resumed run ends after the same number of epochs as an
     uninterrupted one (as MONAI's ``CheckpointLoader``). The Python/NumPy/torch RNG states are
-    restored right away after an epoch-end checkpoint, and after a mid-epoch checkpoint just
-    after the resumed epoch's data iterator is created (before its first batch), which is where
-    the uninterrupted run had them. With a :class:`ResumableSampler` the resumed epoch skips the
-    batches already trained, so the resumed run reproduces the uninterrupted one exactly (same
-    data order, same dropout/augmentation draws; bit-identical on CPU, and on GPU up to the
-    non-determinism of cuDNN kernels). Exactness also needs ``epoch_length == len(dataloader)``
-    (with a shorter ``epoch_length`` ignite carries one data iterator across epochs) and, for
-    random transforms run in loader workers, a resume at an epoch end.
+    restored right away when the checkpoint falls where the uninterrupted run started a new pass
+    over the data loader, and otherwise just after the resumed data iterator is created (before its
+    first batch), which is where the uninterrupted run had them. With a :class:`ResumableSampler`
+    the resumed pass uses the permutation of the epoch it began in and skips the batches already
+    trained (:func:`data_stream_position`; this also covers ``epoch_length != len(dataloader)``,
+    where ignite carries one data iterator across epochs), so the resumed run reproduces the
+    uninterrupted one exactly (same data order, same dropout/augmentation draws; bit-identical on
+    CPU, and on GPU up to the non-determinism of cuDNN kernels). Random transforms run in loader
+    workers are exact only for a resume where a new pass begins.
 
     Config snippet (first in ``train_handlers``; ``resume`` is ``"auto"``, ``true`` or ``false``)::
 
@@ -567,23 +521,19 @@ class CheckpointResumer:
             loader_len = len(loader) if loader is not None else None
         except TypeError:
             loader_len = None
-        if loader_len is not None and epoch_length and loader_len != epoch_length:
-            self.logger.warning(
-                f"epoch_length ({epoch_length}) differs from the data loader length ({loader_len}): ignite then "
-                "carries one data iterator across epochs, so the resumed run trains the right number of iterations "
-                "but with a different data order than an uninterrupted run."
-            )
-        if within and not length_changed:
-            # mid-epoch: skip the trained batches, restore the RNGs after the data iterator exists
+        pass_epoch, offset = (data_stream_position(iteration, epoch_length, loader_len)
+                              if loader_len and epoch_length else (engine.state.epoch + 1, within))
+        if offset and not length_changed:
+            # inside a pass over the loader: skip the batches it already gave, with that pass's
+            # permutation, and restore the RNGs once the data iterator exists
             sampler = self._sampler(engine)
             batch_size = getattr(loader, "batch_size", None)
-            if isinstance(sampler, ResumableSampler) and batch_size and loader_len == epoch_length:
-                sampler.skip_next(within * int(batch_size))
+            if isinstance(sampler, ResumableSampler) and batch_size:
+                sampler.skip_next(offset * int(batch_size), epoch=pass_epoch)
             else:
                 self.logger.warning(
-                    "resuming mid-epoch without skipping the trained batches (that needs "
-                    "svseg.training.ResumableSampler as the loader's sampler and epoch_length == len(dataloader)): "
-                    f"the rest of epoch {engine.state.epoch + 1} ({epoch_length - within} iterations) uses a new data order."
+                    "resuming inside a pass over the data without skipping the trained batches (that needs "
+                    "svseg.training.ResumableSampler as the loader's sampler): the rest of that pass uses a new data order."
                 )
             self._pending_rng = ckpt["rng"]
         else:

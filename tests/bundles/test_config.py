@@ -37,8 +37,12 @@ def test_demo_datalist_is_explicit(tmp_path, monkeypatch):
 
 
 def test_inference_datalist_reads_a_folder(tmp_path):
-    (tmp_path / "a.nii.gz").write_bytes(b"")
-    (tmp_path / "b.v2.nii").write_bytes(b"")
+    import nibabel as nib
+    import numpy as np
+
+    # synthetic volumes: the format matters here, not the content
+    for name in ("a.nii.gz", "b.v2.nii"):
+        nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.float32), np.eye(4)), str(tmp_path / name))
     (tmp_path / "notes.txt").write_text("x")
     items = sb.inference_datalist(str(tmp_path), "demo", None)
     assert [i["case"] for i in items] == ["a", "b.v2"]

@@ -69,3 +69,26 @@ def test_datalist_refuses_another_datasets_folder(demo_tiny):
     with pytest.raises(ValueError, match="holds the 'demo' data set, not 'synapse'"):
         dl.datalist_for("synapse", demo_tiny, "training")
     assert dl.datalist_for(None, demo_tiny / "dataset.json", "validation")[0]["case"] == "demo_val0"
+
+
+def test_intensity_applied_reads_the_recorded_marker_only(tmp_path):
+    """Synthetic folders: the recorded marker decides, never the image values."""
+    import json as _json
+
+    from svseg.data import intensity_applied
+
+    cases = {
+        "marked": {"svseg": {"dataset": "lits", "prepared": True}},
+        "svseg01": {"svseg": {"dataset": "acdc", "intensity": {"rule": "minmax"}}},
+        "svseg01_demo": {"svseg": {"dataset": "demo", "parameters": {"intensity": {"rule": "minmax"}}}},
+        "foreign": {"name": "someone else's Decathlon set", "training": []},
+        "false_flag": {"svseg": {"dataset": "lits", "prepared": "yes"}},
+    }
+    for name, doc in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "dataset.json").write_text(_json.dumps(doc))
+    (tmp_path / "transunet" / "train_npz").mkdir(parents=True)
+    (tmp_path / "raw").mkdir()
+    assert {n: intensity_applied(tmp_path / n) for n in [*cases, "transunet", "raw"]} == {
+        "marked": True, "svseg01": True, "svseg01_demo": True, "foreign": False, "false_flag": False,
+        "transunet": True, "raw": False}

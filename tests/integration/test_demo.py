@@ -1,4 +1,4 @@
-"""The demo entry point (``python -m svseg.bundle.demo``), on the tiny demo set with a 4-iteration schedule (slow).
+"""The demo entry point (``svseg demo``, here ``python -m svseg.cli demo``), on the tiny demo set with a 4-iteration schedule (slow).
 
 Real data: the tiny (4 mm) svseg demo set. This checks the plumbing (data, training with the
 demo override, 3D evaluation, printed report); the 0.80 Dice target applies to the full demo.
@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_demo_module_runs_and_reports(tmp_path):
     out = tmp_path / "demo"
     env = dict(os.environ, OMP_NUM_THREADS="1", SVSEG_DATA_DIR=str(tmp_path / "data"), PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-m", "svseg.bundle.demo", "--output_dir", str(out), "--tiny",
-                           "--max_iterations", "4", "--num_threads", "1"], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "svseg.cli", "demo", "--output", str(out), "--tiny",
+                           "--max-iterations", "4", "--num-threads", "1"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "mean 3D Dice grey matter" in proc.stdout and "wall time" in proc.stdout

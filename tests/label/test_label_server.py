@@ -205,6 +205,26 @@ def test_bad_requests_get_4xx_and_server_keeps_serving(server):
     assert server["proc"].poll() is None
 
 
+def test_unknown_models_and_bad_params_are_refused_before_anything_starts(server):
+    base, name = server["base"], server["names"][0]
+    status, body = _request(f"{base}/train/no_such_model", method="POST", data=b"{}",
+                            headers={"Content-Type": "application/json"})
+    assert status == 404 and b"no_such_model" in body and name.encode() in body, body
+    status, body = _request(f"{base}/train/{name}", method="POST", data=b"{not json",
+                            headers={"Content-Type": "application/json"})
+    assert status == 400 and b"params is not valid JSON" in body, body
+    status, body = _request(f"{base}/train/")
+    assert b"RUNNING" not in body and b"SUBMITTED" not in body, body  # the refused requests started nothing
+    boundary = "svsegboundary7c1f"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"params\"\r\n\r\n{{broken\r\n"
+            f"--{boundary}--\r\n").encode()
+    status, body = _request(f"{base}/infer/{name}?image=mni_a&output=image", method="POST", data=form,
+                            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 400 and b"params is not valid JSON" in body, body
+    status, _ = _request(base + "/info/")
+    assert status == 200 and server["proc"].poll() is None
+
+
 def test_stop_server_by_its_own_pid(server):
     proc = server["proc"]
     # `python -m svseg.label start` execs the server: the PID we started is the server's

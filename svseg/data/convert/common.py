@@ -188,6 +188,6 @@ def finish_conversion(writer: LayoutWriter, spec: DatasetSpec, stamp: dict[str, 
         description=description,
         tensorImageSize="3D",
         modality={"0": spec.modality},
-        svseg={"dataset": spec.name, "intensity": dict(spec.intensity), "converter_version": CONVERTER_VERSION},
+        svseg={"dataset": spec.name, "prepared": True, "intensity": dict(spec.intensity), "converter_version": CONVERTER_VERSION},
     )
     atomic_save_json(stamp, writer.root / STAMP_NAME)

@@ -11,18 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from svseg.data.convert.common import (
-    CONVERTER_VERSION,
-    ConversionError,
-    check_image_values,
-    check_label_values,
-    check_pair,
-    converting,
-    finish_conversion,
-    output_folder,
-    select_cases,
-    with_progress,
-)
+from svseg.data.convert import common
 from svseg.data.datalist import transunet_datalist, write_datalist
 from svseg.data.specs import SYNAPSE_BTCV_TO_TRANSUNET, get_dataset
 from svseg.data.transforms import ct_window
@@ -86,24 +75,24 @@ def convert_synapse(
     if (source / "train_npz").is_dir() or (source / "test_vol_h5").is_dir():
         return validate_transunet_folder(source, output, dataset="synapse", progress=progress)
     spec = get_dataset("synapse")
-    output = output_folder("synapse", output, overwrite)
+    output = common.output_folder("synapse", output, overwrite)
     base, found = _synapse_raw_cases(source)
-    splits = select_cases(
+    splits = common.select_cases(
         {k: v for k, v in spec.splits.items() if v}, found, cases, base, lambda c: f"img/img{c[4:]}.nii.gz"
     )
     lut = np.zeros(14, dtype=np.int16)
     for src, dst in SYNAPSE_BTCV_TO_TRANSUNET.items():
         lut[src] = dst
     todo = [(split, c) for split, ids in splits.items() for c in ids]
-    with converting(output, overwrite, nifti=nifti, transunet=True) as w:
-        for split, case in with_progress(todo, "synapse", progress):
+    with common.converting(output, overwrite, nifti=nifti, transunet=True) as w:
+        for split, case in common.with_progress(todo, "synapse", progress):
             img_p, lab_p = found[case]
-            image, label, affine = check_pair(img_p, lab_p, range(14))
+            image, label, affine = common.check_pair(img_p, lab_p, range(14))
             w.add(case, split, ct_window(image, *window), lut[label], affine)
-        finish_conversion(
+        common.finish_conversion(
             w,
             spec,
-            {"dataset": "synapse", "version": CONVERTER_VERSION, "source": str(source), "window": list(window), "splits": splits},
+            {"dataset": "synapse", "version": common.CONVERTER_VERSION, "source": str(source), "window": list(window), "splits": splits},
             "Synapse multi-organ CT (BTCV), TransUNet protocol: 18 training / 12 test cases, HU [-125, 275] -> [0, 1].",
         )
     return output
@@ -129,9 +118,9 @@ def validate_transunet_folder(
     allowed = spec.label_ids
     lists = transunet_datalist(source)
     if not lists["training"] and not lists["test"]:
-        raise ConversionError(f"{source}: the TransUNet folder holds no npz slices and no H5 volumes.")
+        raise common.ConversionError(f"{source}: the TransUNet folder holds no npz slices and no H5 volumes.")
     checks = [("npz", e) for e in lists["training"]] + [("h5", e) for e in lists["test"] + lists["validation"]]
-    for kind, entry in with_progress(checks, f"{dataset}: checking", progress):
+    for kind, entry in common.with_progress(checks, f"{dataset}: checking", progress):
         path = Path(entry["image"].rsplit("::", 1)[0])
         arrays = {}
         try:
@@ -139,26 +128,26 @@ def validate_transunet_folder(
                 with np.load(path, allow_pickle=False) as z:
                     for key in ("image", "label"):
                         if key not in z.files:
-                            raise ConversionError(f"{path}: array {key!r} missing; the file holds {sorted(z.files)}.")
+                            raise common.ConversionError(f"{path}: array {key!r} missing; the file holds {sorted(z.files)}.")
                         arrays[key] = np.asarray(z[key])
             else:
                 with h5py.File(path, "r") as f:
                     for key in ("image", "label"):
                         if key not in f:
-                            raise ConversionError(f"{path}: dataset {key!r} missing; the file holds {sorted(f.keys())}.")
+                            raise common.ConversionError(f"{path}: dataset {key!r} missing; the file holds {sorted(f.keys())}.")
                         arrays[key] = np.asarray(f[key][()])
-        except ConversionError:
+        except common.ConversionError:
             raise
         except Exception as e:  # noqa: BLE001
-            raise ConversionError(f"{path}: cannot read the {kind} file (truncated or corrupt?): {type(e).__name__}: {e}") from e
+            raise common.ConversionError(f"{path}: cannot read the {kind} file (truncated or corrupt?): {type(e).__name__}: {e}") from e
         want = 2 if kind == "npz" else 3
         for key, arr in arrays.items():
             if arr.ndim != want:
-                raise ConversionError(f"{path}: {key!r} has shape {tuple(arr.shape)}; a {kind} file must hold {want}D arrays.")
+                raise common.ConversionError(f"{path}: {key!r} has shape {tuple(arr.shape)}; a {kind} file must hold {want}D arrays.")
         if arrays["image"].shape != arrays["label"].shape:
-            raise ConversionError(f"{path}: image shape {arrays['image'].shape} differs from label shape {arrays['label'].shape}.")
-        check_image_values(arrays["image"], path)
-        check_label_values(arrays["label"], path, allowed, allow_empty=True)
+            raise common.ConversionError(f"{path}: image shape {arrays['image'].shape} differs from label shape {arrays['label'].shape}.")
+        common.check_image_values(arrays["image"], path)
+        common.check_label_values(arrays["label"], path, allowed, allow_empty=True)
     list_dir = source / "lists"
     if not (list_dir / "train.txt").is_file() and output == source:
         atomic_save_text("".join(f"{Path(e['image'].rsplit('::', 1)[0]).stem}\n" for e in lists["training"]), list_dir / "train.txt")
@@ -173,7 +162,7 @@ def validate_transunet_folder(
         description=f"{spec.title}: existing TransUNet folder {source}, validated by svseg.",
         tensorImageSize="3D",
         modality={"0": spec.modality},
-        svseg={"dataset": spec.name, "intensity": "already applied (TransUNet preprocessing)", "source": str(source)},
+        svseg={"dataset": spec.name, "prepared": True, "intensity": "already applied (TransUNet preprocessing)", "source": str(source)},
     )
     train_cases = sorted({e["case"] for e in lists["training"]})
     test_cases = [e["case"] for e in lists["test"]]
