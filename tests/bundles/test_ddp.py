@@ -27,7 +27,7 @@ def test_torchrun_two_ranks_gloo_disjoint_data_and_loadable_weights(tmp_path):
     extra = tmp_path / "record.json"  # test-only: add a recorder of consumed samples to every rank
     extra.write_text(json.dumps({
         "recorder": {"_target_": "tests.bundles.recorder.BatchRecorder", "output_dir": "@output_dir"},
-        "train#trainer#train_handlers": "$sb.rank_zero_handlers(@train#handlers) + [@recorder]",
+        "train#trainer#train_handlers": "$training.rank_zero_handlers(@train#handlers) + [@recorder]",
     }))
     cfg = configs(NAME, "train.json", "multi_gpu_train.json")[:-1] + f",'{extra}']"
     torchrun = [sys.executable, "-m", "torch.distributed.run"]
