@@ -16,6 +16,7 @@ from svseg.bundle.config import (
     datalist,
     inference_datalist,
     inference_mode,
+    input_files,
     inputs_prepared,
     intensity_rule,
     num_classes,
@@ -24,7 +25,7 @@ from svseg.bundle.config import (
 )
 from svseg.bundle.demo import run_demo
 from svseg.bundle.model_info import MODEL_INFO_NAME, SaveModelInfo, read_model_info
-from svseg.bundle.run import bundle_dir, bundle_names, bundles_root, input_files, predict, run_bundle, train
+from svseg.bundle.run import bundle_dir, bundle_names, bundles_root, predict, run_bundle, train
 
 __all__ = [
     "MODEL_INFO_NAME",

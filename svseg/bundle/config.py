@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from svseg.data import check_items, datalist_for, file_suffix, get_dataset, intensity_applied
+from svseg.errors import InputError
 from svseg.io import case_name
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "inputs_prepared",
     "datalist",
     "inference_datalist",
+    "input_files",
     "IMAGE_EXTENSIONS",
 ]
 
@@ -129,13 +131,34 @@ def datalist(dataset_name: str, data_root: str | os.PathLike | None, split: str)
 
 
 def _check(name: str, items: list[dict]) -> None:
-    """The shared input check over ``items``: volumes (2D TransUNet ``.npz`` slices), one file type per split."""
-    types = {file_suffix(item["image"]) for item in items}
-    spatial = 2 if types == {".npz"} else 3
-    suffixes = types if len(types) == 1 else {file_suffix(items[0]["image"])}
+    """The shared input check over ``items``: the first item's file types are the data set's (any other is
+    refused), volumes are 3D (2D for TransUNet ``.npz`` slices)."""
+    first = items[0]
+    declared = {file_suffix(first["image"])} | ({file_suffix(first["label"])} if first.get("label") else set())
+    spatial = 2 if declared == {".npz"} else 3
     names = class_names(name)
-    check_items(items, num_classes=len(names), class_names=names, spatial_dims=spatial,
-                suffixes=suffixes | {file_suffix(i["label"]) for i in items[:1] if i.get("label")})
+    check_items(items, num_classes=len(names), class_names=names, spatial_dims=spatial, suffixes=declared)
+
+
+def input_files(input_path: str | os.PathLike, option: str = "--input") -> list[Path]:
+    """One image file, or the image files of a folder (sorted); ``option`` names the path in messages.
+
+    Raises:
+        FileNotFoundError: the path does not exist, or the folder holds no image file.
+        svseg.errors.InputError: a single file of another type.
+    """
+    path = Path(input_path)
+    if path.is_file():
+        if not path.name.lower().endswith(IMAGE_EXTENSIONS):
+            raise InputError(path, f"file type {path.suffix or '(none)'} is not one svseg predicts "
+                                   f"({', '.join(IMAGE_EXTENSIONS)})")
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise FileNotFoundError(f"{option} {str(path)!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
+        return files
+    raise FileNotFoundError(f"{option} {str(path)!r} does not exist.")
 
 
 def inference_datalist(input_dir: str | os.PathLike | None, dataset_name: str,
@@ -147,12 +170,8 @@ def inference_datalist(input_dir: str | os.PathLike | None, dataset_name: str,
     """
     if _root(input_dir) is None:
         return [{"image": d["image"], "case": d["case"]} for d in datalist(dataset_name, data_root, "test")]
-    folder = Path(str(input_dir))
-    if not folder.is_dir():
-        raise FileNotFoundError(f"input_dir {str(folder)!r} is not a folder.")
-    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
-    if not files:
-        raise FileNotFoundError(f"input_dir {str(folder)!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
-    items = [{"image": str(folder / f), "case": case_name(f)} for f in files]
+    if not Path(str(input_dir)).is_dir():
+        raise FileNotFoundError(f"input_dir {str(input_dir)!r} is not a folder.")
+    items = [{"image": str(f), "case": case_name(f)} for f in input_files(str(input_dir), option="input_dir")]
     check_items(items, spatial_dims=3, in_channels=in_channels)
     return items

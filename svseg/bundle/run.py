@@ -24,12 +24,12 @@ import numpy as np
 from monai.bundle import ConfigWorkflow
 
 import svseg
-from svseg.bundle.config import IMAGE_EXTENSIONS, inputs_prepared
+from svseg.bundle.config import input_files, inputs_prepared
 from svseg.bundle.model_info import read_model_info
 from svseg.errors import InputError
 from svseg.io import case_name
 
-__all__ = ["bundle_dir", "bundle_names", "bundles_root", "run_bundle", "train", "predict", "input_files"]
+__all__ = ["bundle_dir", "bundle_names", "bundles_root", "run_bundle", "train", "predict"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,27 +123,6 @@ def train(bundle: str, config_files: Sequence[str] = ("train.json",), **override
             shutil.rmtree(out, ignore_errors=True)
         raise
     return out
-
-
-def input_files(input_path: str | os.PathLike) -> list[Path]:
-    """One image file, or the image files of a folder (sorted).
-
-    Raises:
-        FileNotFoundError: the path does not exist, or the folder holds no image file.
-        svseg.data.InputError: a single file of another type.
-    """
-    path = Path(input_path)
-    if path.is_file():
-        if not path.name.lower().endswith(IMAGE_EXTENSIONS):
-            raise InputError(path, f"file type {path.suffix or '(none)'} is not one svseg predicts "
-                                   f"({', '.join(IMAGE_EXTENSIONS)})")
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
-        if not files:
-            raise FileNotFoundError(f"--input {str(path)!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
-        return files
-    raise FileNotFoundError(f"--input {str(path)!r} does not exist.")
 
 
 def _network_class(bundle: str, overrides: dict[str, Any] | None = None) -> str:

@@ -16,7 +16,7 @@ Modules, low to high (no cycles): :mod:`~svseg.evaluation.metrics` (binary-mask 
 from __future__ import annotations
 
 from svseg.evaluation.evaluator import METRIC_COLUMNS, evaluate_case, evaluate_folders, summarize, write_report
-from svseg.evaluation.handler import VolumeMetricsHandler
+from svseg.evaluation.handler import VolumeMetricsHandler, evaluator_items
 from svseg.evaluation.labels import class_name_list, load_label_volume, to_label_array
 from svseg.evaluation.metrics import (
     PROTOCOLS,
@@ -55,6 +55,7 @@ __all__ = [
     "to_label_array",
     "transunet_case_metrics",
     "VolumeMetricsHandler",
+    "evaluator_items",
     "write_object_table",
     "write_report",
 ]

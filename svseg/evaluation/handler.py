@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from ignite.engine import Engine, Events
 
 from svseg.evaluation.evaluator import evaluate_case, write_report
+from svseg.evaluation.labels import to_label_array
+from svseg.io import case_name
 from svseg.report import write_case_overlay
 
-__all__ = ["VolumeMetricsHandler", "meta_spacing"]
+__all__ = ["VolumeMetricsHandler", "evaluator_items", "meta_spacing"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,24 @@ def meta_spacing(image: Any) -> tuple[float, ...] | None:
     return tuple(float(v) for v in pix[1:4])
 
 
-def _labels(x: Any) -> np.ndarray:
-    """A ``(1, H, W, D)`` or ``(H, W, D)`` label tensor as an ``(H, W, D)`` uint8 array."""
-    arr = np.asarray(torch.as_tensor(x).detach().cpu().numpy()).round().astype(np.uint8)
-    return arr[0] if arr.ndim == 4 and arr.shape[0] == 1 else arr
+def evaluator_items(engine: Engine, counted: int = 0) -> Iterator[tuple[str, Mapping]]:
+    """The decollated output items of one MONAI evaluator iteration, each with its case id.
+
+    The case id is the batch item's ``case`` key, else the image file's name
+    (:func:`svseg.io.case_name` of its ``filename_or_obj`` meta data), else ``case<N>`` counted from
+    ``counted``. :class:`VolumeMetricsHandler` and :class:`svseg.inference.PredictionSaver` share it,
+    so metrics and written predictions name a case alike.
+    """
+    outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
+    batch = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
+    for i, item in enumerate(outputs):
+        info = batch[i] if i < len(batch) and isinstance(batch[i], Mapping) else {}
+        source = (getattr(item.get("image"), "meta", None) or {}).get("filename_or_obj")
+        if info.get("case") is not None:
+            case = str(info["case"])
+        else:
+            case = case_name(str(source)) if source else f"case{counted + i:04d}"
+        yield case, item
 
 
 class VolumeMetricsHandler:
@@ -81,13 +96,9 @@ class VolumeMetricsHandler:
         self.rows, self.cases, self.summary = [], 0, None
 
     def iteration_completed(self, engine: Engine) -> None:
-        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
-        batch = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
-        for i, item in enumerate(outputs):
-            info = batch[i] if i < len(batch) and isinstance(batch[i], Mapping) else {}
-            case = str(info.get("case", f"case{self.cases:04d}"))
-            image, pred = item["image"], _labels(item["pred"])
-            ref = _labels(item["label"])
+        for case, item in evaluator_items(engine, self.cases):
+            image = item["image"]
+            pred, ref = to_label_array(item["pred"], "pred"), to_label_array(item["label"], "label")
             self.cases += 1
             self.rows.extend(evaluate_case(pred, ref, class_names=self.class_names, spacing=meta_spacing(image),
                                            protocol=self.protocol, case=case))

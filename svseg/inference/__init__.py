@@ -19,14 +19,13 @@ from svseg.inference.inferers import (
     scipy_nearest_indices,
 )
 from svseg.inference.postprocessing import keep_largest_component
-from svseg.inference.writer import PredictionSaver, item_case, reference_affine, write_nifti
+from svseg.inference.writer import PredictionSaver, reference_affine, write_nifti
 
 __all__ = [
     "PredictionSaver",
     "VolumeInferer",
     "VolumeSliceInferer",
     "argmax_channels",
-    "item_case",
     "keep_largest_component",
     "network_output",
     "reference_affine",

@@ -22,9 +22,10 @@ import nibabel as nib
 import numpy as np
 from ignite.engine import Engine, Events
 
-from svseg.io import atomic_path, case_name
+from svseg.evaluation.handler import evaluator_items
+from svseg.io import atomic_path
 
-__all__ = ["write_nifti", "reference_affine", "PredictionSaver", "item_case"]
+__all__ = ["write_nifti", "reference_affine", "PredictionSaver"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,17 +126,6 @@ def write_nifti(label_volume: Any, reference: Any, out_path: str | os.PathLike, 
     return out
 
 
-def item_case(batch_item: Mapping | None, image: Any, index: int) -> str:
-    """Case id of one decollated evaluator item: its ``case`` key, else the image file's name."""
-    if isinstance(batch_item, Mapping) and batch_item.get("case") is not None:
-        return str(batch_item["case"])
-    meta = getattr(image, "meta", None) or {}
-    source = meta.get("filename_or_obj")
-    if source:
-        return case_name(str(source))
-    return f"case{index:04d}"
-
-
 class PredictionSaver:
     """Write every predicted label map of a MONAI evaluator run as NIfTI (ignite handler).
 
@@ -143,8 +133,8 @@ class PredictionSaver:
     ``AsDiscreted(keys="pred", argmax=True)``: at each ``ITERATION_COMPLETED`` it writes
     ``engine.state.output[i]["pred"]`` of every item to ``<output_dir>/<case><postfix>.nii.gz``
     with :func:`write_nifti`, the reference geometry taken from the item's ``image`` meta data
-    (``original_affine`` is the scan's own). The case id is the item's ``case`` key, else the image
-    file name (:func:`svseg.io.case_name`).
+    (``original_affine`` is the scan's own). Case ids as :func:`svseg.evaluation.evaluator_items`
+    gives them (the item's ``case`` key, else the image file name).
 
     Config snippet (``inference.json``)::
 
@@ -167,12 +157,9 @@ class PredictionSaver:
             engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
-        batch = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
-        for i, item in enumerate(outputs):
+        for case, item in evaluator_items(engine, len(self.written)):
             image = item.get("image")
             reference = image if getattr(image, "meta", None) else item["pred"]
-            case = item_case(batch[i] if i < len(batch) else None, reference, len(self.written))
             path = write_nifti(item["pred"], reference, self.output_dir / f"{case}{self.postfix}.nii.gz")
             self.written.append(path)
             logger.info("predicted %s -> %s", case, path)
