@@ -16,6 +16,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch torchvision
 	$(PY) -m pip install --quiet -e ".[test]"
+	# test data and reference writers, never imported by svseg: the stardist wheel's real nuclei images, and
+	# nnunetv2's generate_dataset_json (the reference writer of the nnU-Net layout); --no-deps keeps the
+	# environment lean (nnunetv2 pulls a second training stack we do not use)
+	$(PY) -m pip install --quiet --no-deps stardist nnunetv2 batchgenerators
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -4,6 +4,7 @@ Subcommands (``svseg <command> --help`` explains every option)::
 
     svseg demo      [--output DIR] [--tiny] [--device cpu]          train + evaluate on the demo data
     svseg prepare   DATASET --source DIR --output DIR               convert a downloaded data set
+    svseg plan      FOLDER [--labels NAME ...]                      check and plan your own data set folder
     svseg train     --bundle NAME [--resume auto] [--tracking mlflow] [--override KEY=VALUE ...]
     svseg predict   --bundle NAME --input FILE|DIR --output DIR [--checkpoint FILE] [--device cpu]
     svseg evaluate  --pred DIR --ref DIR --protocol standard|transunet --output DIR [--images DIR]
@@ -80,12 +81,37 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from svseg.data import plan_dataset
+
+    plan = plan_dataset(args.dataset, labels=args.labels, n_folds=args.folds, seed=args.seed, force=args.force)
+    root = Path(plan["dataset"]["root"])
+    rule = plan["intensity"]["rule"]
+    print(f"{plan['dataset']['name']} ({plan['dataset']['layout']} layout): {len(plan['cases']['training'])} training, "
+          f"{len(plan['cases']['test'])} test case(s), {plan['spatial_dims']}D, {plan['in_channels']} channel(s) "
+          f"{plan['channel_names']}, classes {plan['class_names']}")
+    print(f"intensity rule: {rule}; slice axis: {plan['slice_axis']}; input size per bundle: "
+          + ", ".join(f"{k} {v[0]}x{v[1]}" for k, v in plan["roi_size"].items()))
+    print(f"folds: {len(plan['folds'])} ({plan['split_source']})")
+    print(f"plan: {root / 'plan.json'}")
+    return 0
+
+
+def _dataset_arg(value: str) -> str:
+    """A known data set name as it is; a data set folder (or dataset.json) as an absolute path."""
+    from svseg.data import is_dataset_folder
+
+    return str(Path(value).expanduser().absolute()) if is_dataset_folder(value) else value
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from svseg.bundle import train
 
     override = parse_overrides(args.override)
-    for key, value in (("dataset_name", args.dataset), ("data_root", args.data_root), ("output_dir", args.output),
-                       ("max_epochs", args.max_epochs), ("device", args.device)):
+    dataset = _dataset_arg(args.dataset) if args.dataset is not None else None
+    for key, value in (("dataset_name", dataset), ("data_root", args.data_root), ("output_dir", args.output),
+                       ("max_epochs", args.max_epochs), ("device", args.device),
+                       ("fold", int(args.fold) if str(args.fold).isdigit() else args.fold)):
         if value is not None:
             override[key] = str(Path(value).absolute()) if key in ("data_root", "output_dir") else value
     override["resume"] = {"auto": "auto", "true": True, "false": False}[args.resume]
@@ -106,8 +132,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from svseg.bundle import predict
 
+    dataset = _dataset_arg(args.dataset) if args.dataset is not None else None
     written = predict(args.bundle, args.input, args.output, checkpoint=args.checkpoint, device=args.device,
-                      dataset=args.dataset, overrides=parse_overrides(args.override))
+                      dataset=dataset, overrides=parse_overrides(args.override))
     for w in written:
         print(w)
     return 0
@@ -118,7 +145,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from svseg.report import format_summary, record_sources, write_overlays
     from svseg.runtime import progress_enabled
 
+    classes, spacing = args.classes, None
+    if args.dataset is not None:  # a named data set or a planned folder: its classes (and 2D pixel spacing)
+        from svseg.data import dataset_spec
+
+        spec = dataset_spec(_dataset_arg(args.dataset))
+        classes = classes or list(spec.class_names)
+        spacing = spec.spacing_2d
+    args.classes = classes
     summary = evaluate_folders(args.pred, args.ref, args.output, protocol=args.protocol, class_names=args.classes,
+                               spacing=spacing,
                                small_objects=args.small_objects, allow_missing=args.allow_missing,
                                plot=not args.no_plot, progress=progress_enabled())
     record_sources(args.output, pred_dir=args.pred, ref_dir=args.ref, image_dir=args.images, protocol=args.protocol)
@@ -182,13 +218,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "--option overwrite=true; values parsed as JSON")
     p.set_defaults(func=_cmd_prepare)
 
+    p = sub.add_parser("plan", formatter_class=_Formatter, help="check and plan your own data set folder",
+                       description="Check every case of a data set folder (nnU-Net v2 raw, Decathlon dataset.json, or "
+                                   "images/ + masks/), measure it, and write <folder>/plan.json: classes, channels, "
+                                   "intensity rule, 2D/3D, slice axis, input size per bundle and folds. Nothing is "
+                                   "written unless every case passes; a second run reuses the plan unless the data "
+                                   "changed. Calls svseg.data.plan_dataset.")
+    p.add_argument("dataset", help="data set folder, or its dataset.json")
+    p.add_argument("--labels", nargs="+", default=None, metavar="NAME",
+                   help="class names by id, background first (an images/ + masks/ folder without dataset.json labels)")
+    p.add_argument("--folds", type=int, default=5, help="folds of the seeded split (when the data set declares none)")
+    p.add_argument("--seed", type=int, default=12345, help="seed of the split and of the intensity sampling")
+    p.add_argument("--force", action="store_true", help="plan again even when plan.json is up to date")
+    p.set_defaults(func=_cmd_plan)
+
     p = sub.add_parser("train", formatter_class=_Formatter, help="train a bundle (resumes automatically)",
                        description="Run a bundle's 'training' (configs/train.json plus --config files). A killed run "
                                    "resumes from <output>/checkpoint_latest.pt when the bundle wires "
                                    "svseg.training.CheckpointResumer (resume='auto' by default).")
     p.add_argument("--bundle", required=True, help="bundle folder name under bundles/, e.g. msa2net")
-    p.add_argument("--dataset", default=None, help="dataset_name override: synapse, lits, acdc or demo")
-    p.add_argument("--data-root", default=None, help="data_root override: the prepared data folder")
+    p.add_argument("--dataset", default=None,
+                   help="dataset_name override: synapse, lits, acdc, demo, or your data set folder (planned on first use)")
+    p.add_argument("--data-root", default=None, help="data_root override: the prepared folder of a named data set")
+    p.add_argument("--fold", default=None, help="fold of a planned data set (0..k-1, or all); default 0")
     p.add_argument("--output", default=None, help="output_dir override: checkpoints, logs, progress.png")
     p.add_argument("--max-epochs", type=int, default=None, help="max_epochs override")
     p.add_argument("--device", default=None, help="device override: cpu, cuda, cuda:N or auto")
@@ -214,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights file (model.pt or checkpoint_*.pt); default the bundle's ckpt_path")
     p.add_argument("--device", default="auto", help="torch device: cpu, cuda, cuda:N or auto")
     p.add_argument("--dataset", default=None,
-                   help="dataset the weights were trained on (sets classes and intensity rules); default the bundle's")
+                   help="data set the weights were trained on (a name or a folder), for weights without "
+                        "svseg_model.json; default the bundle's")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="any inference config override (repeatable), e.g. 'roi_size=[224,224]'")
     p.set_defaults(func=_cmd_predict)
@@ -230,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "voxel-unit Dice/HD95 as in the published Synapse/ACDC tables")
     p.add_argument("--output", required=True, help="folder for metrics.csv, summary.json and the pictures")
     p.add_argument("--classes", nargs="+", default=None, metavar="NAME",
-                   help="class names by label id, background first (default class_<id>)")
+                   help="class names by label id, background first (default: the --dataset's, else class_<id>)")
+    p.add_argument("--dataset", default=None,
+                   help="data set name or folder whose class names (and 2D pixel spacing) to use")
     p.add_argument("--images", default=None, help="folder of the NIfTI images, to draw one overlay PNG per case")
     p.add_argument("--n-slices", type=int, default=6, help="slices per overlay PNG (fewer when the case has fewer)")
     p.add_argument("--small-objects", action="store_true", help="also per-object / size-bin metrics (small_objects.csv)")
@@ -284,6 +339,8 @@ def error_line(exc: BaseException) -> str:
         chain.append(exc)
         exc = exc.__cause__ or exc.__context__
     chosen = next((e for e in chain if isinstance(e, InputError)), None)
+    if chosen is not None and getattr(chosen, "errors", None):  # several cases failed: one line each
+        return str(chosen)
     if chosen is None:
         chosen = next((e for e in chain if not str(e).startswith(_WRAPPERS) and str(e).strip()), chain[-1])
     if isinstance(chosen, OSError) and chosen.filename and chosen.strerror:

@@ -120,9 +120,9 @@ def _predict(inp: Path, out: Path, ckpt: Path | None, *extra: str) -> list[str]:
 @pytest.mark.parametrize("fault, expected", [
     ("truncated", "scan.nii.gz: truncated gzip stream"),
     ("empty", "scan.nii.gz: file is empty (0 bytes)"),
-    ("4d", "scan.nii.gz: has 2 channels, the network expects 1"),
+    ("4d", "scan.nii.gz: has 2 channel(s), the network expects 1"),
     ("garbage", "scan.nii.gz: cannot be read"),
-    ("png", "scan.png: file type .png is not one svseg predicts"),
+    ("png", "scan.png: is a 2D file; the model was trained on 3D volumes"),
 ])
 def test_predict_refuses_bad_input_before_the_network(tmp_path, capsys, weights, fault, expected):
     scan = _nii(tmp_path / "in" / "scan.nii.gz", np.random.default_rng(0).random((24, 20, 4)).astype(np.float32))

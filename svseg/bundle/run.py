@@ -24,10 +24,11 @@ import numpy as np
 from monai.bundle import ConfigWorkflow
 
 import svseg
-from svseg.bundle.config import input_files, inputs_prepared
+from svseg.bundle.config import input_cases, input_files, inputs_prepared
 from svseg.bundle.model_info import read_model_info
+from svseg.data import is_dataset_folder
+from svseg.io import IMAGE_2D_SUFFIXES
 from svseg.errors import InputError
-from svseg.io import case_name
 
 __all__ = ["bundle_dir", "bundle_names", "bundles_root", "run_bundle", "train", "predict"]
 
@@ -142,11 +143,25 @@ def _model_overrides(bundle: str, checkpoint: Path, dataset: str | None,
     expected = _network_class(bundle, overrides)
     if info.get("network") and info["network"] != expected:
         raise InputError(checkpoint, f"holds {info['network']} weights, not {expected} (bundle {bundle!r})")
-    trained_on = str(info.get("dataset_name", "")).lower()
-    if dataset is not None and trained_on and dataset.lower() != trained_on:
+    trained_on = str(info.get("dataset_name", ""))
+    if dataset is not None and trained_on and _dataset_key(dataset) != _dataset_key(trained_on):
         raise InputError(checkpoint, f"was trained on the {trained_on!r} data set, not {dataset!r}")
-    keys = ("dataset_name", "intensity_mean", "intensity_std", "roi_size")
-    return {k: info[k] for k in keys if k in info}
+    # everything the preprocessing and the network shape depend on comes from the model, not from the
+    # data set as it is today (a planned folder may since have changed, moved or gone)
+    keys = ("dataset_name", "intensity_mean", "intensity_std", "roi_size", "num_classes", "in_channels", "slice_axis",
+            "spatial_dims", "intensity_rule", "inference_mode")
+    out = {k: info[k] for k in keys if k in info}
+    if "prepared_range" in info:  # JSON keeps +-inf as "inf"/"-inf" (svseg.io policy)
+        out["prepared_range"] = [float(v) for v in info["prepared_range"]]
+    return out
+
+
+def _dataset_key(name: str) -> str:
+    """A data set's identity: a known name in lower case, a folder (or its dataset.json) as its resolved folder."""
+    if is_dataset_folder(name):
+        path = Path(name).expanduser().absolute()
+        return str(path.parent if path.name.endswith(".json") else path)
+    return str(name).lower()
 
 
 def _load_error(exc: BaseException) -> BaseException | None:
@@ -230,8 +245,9 @@ def predict(bundle: str, input_path: str | os.PathLike, output_dir: str | os.Pat
                                            "on, or use weights trained by svseg (they carry svseg_model.json)") from e
                 raise
         written = []
-        for f in files:
-            target = out / f"{case_name(f)}_seg.nii.gz"
+        for case, image in input_cases(files):
+            f = Path(image[0] if isinstance(image, list) else image)
+            target = out / (f"{case}_seg.png" if f.name.lower().endswith(IMAGE_2D_SUFFIXES) else f"{case}_seg.nii.gz")
             if not target.is_file():
                 raise FileNotFoundError(f"the bundle did not write {target} for {f}.")
             _check_geometry(f, target)

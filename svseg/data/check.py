@@ -32,6 +32,7 @@ import nibabel as nib
 import numpy as np
 from monai.transforms import LoadImage
 
+from svseg.io import is_image_2d, read_image_2d
 from svseg.data.readers import H5Reader, NPZReader, split_key
 from svseg.errors import InputError
 from svseg.io import atomic_save_json
@@ -42,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 _SUFFIXES = (".nii.gz", ".nii", ".npy.h5", ".h5", ".hdf5", ".npz", ".nrrd", ".mha", ".mhd", ".png", ".jpg",
              ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 def file_suffix(path: str | os.PathLike) -> str:
@@ -95,8 +96,20 @@ def _gzip_problem(file: str) -> str | None:
     return None
 
 
-def read_checked(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read a whole image or label file as a channel-first array and its affine, or raise :class:`InputError`."""
+def read_checked(path: str | os.PathLike | Sequence[str], mask: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read a whole image or label file as a channel-first array and its affine, or raise :class:`InputError`.
+
+    ``path`` may list several files (nnU-Net's ``case_0000``, ``case_0001`` channels): they are read one
+    by one and stacked as channels. ``mask=True`` reads a 2D image file by svseg's mask rule
+    (:mod:`svseg.data.images2d`).
+    """
+    if isinstance(path, (list, tuple)):
+        parts = [read_checked(p, mask=mask) for p in path]
+        for p, (arr, _) in zip(path[1:], parts[1:]):
+            if arr.shape[1:] != parts[0][0].shape[1:]:
+                raise InputError(split_key(os.fspath(p))[0], f"channel shape {tuple(arr.shape[1:])} differs from "
+                                 f"{Path(split_key(os.fspath(path[0]))[0]).name} {tuple(parts[0][0].shape[1:])}")
+        return np.concatenate([a for a, _ in parts], axis=0), parts[0][1]
     path_str = os.fspath(path)
     file, _ = split_key(path_str)
     if not os.path.exists(file):
@@ -106,6 +119,9 @@ def read_checked(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None
     if os.path.getsize(file) == 0:
         raise InputError(file, "file is empty (0 bytes)")
     try:
+        if is_image_2d(file):
+            array = read_image_2d(file, mask=mask)
+            return array, np.eye(array.ndim)
         if file_suffix(file) in (".nii", ".nii.gz"):
             # nibabel directly: it reads the whole stream, so a truncated file fails here, by name
             nifti = nib.load(file)
@@ -113,6 +129,10 @@ def read_checked(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None
             array = np.moveaxis(array, -1, 0) if array.ndim == 4 else array[None]
             return array, np.asarray(nifti.affine, dtype=np.float64)
         image = LoadImage(image_only=True, ensure_channel_first=True, reader=_reader_for(path_str))(path_str)
+    except ValueError as e:
+        if is_image_2d(file):
+            raise InputError(file, str(e)) from e
+        raise InputError(file, _gzip_problem(file) or _reason(e)) from e
     except Exception as e:  # noqa: BLE001 - every reader failure becomes one line naming the file
         raise InputError(file, _gzip_problem(file) or _reason(e)) from e
     array = np.asarray(image)
@@ -132,7 +152,7 @@ def _reader_for(path: str) -> Any:
 def check_case(image: str | os.PathLike, label: str | os.PathLike | None = None, *,
                num_classes: int | None = None, class_names: Sequence[str] | None = None,
                in_channels: int | None = None, spatial_dims: int = 3,
-               suffixes: Iterable[str] | None = None) -> dict[str, Any]:
+               suffixes: Iterable[str] | None = None, channels_rule: str | None = None) -> dict[str, Any]:
     """Check one case; return a small summary (shape, channels, label ids) or raise :class:`InputError`.
 
     Args:
@@ -143,28 +163,31 @@ def check_case(image: str | os.PathLike, label: str | os.PathLike | None = None,
         in_channels: expected image channels.
         spatial_dims: expected spatial dimensions of the image (3 for volumes, 2 for images).
         suffixes: the file types the data set declares (e.g. ``{".nii.gz"}``); others are refused.
+        channels_rule: where ``in_channels`` comes from, for the message (default "the network expects").
     """
     allowed = {s.lower() for s in suffixes} if suffixes else None
-    for path in (image, label):
-        if path is not None and allowed is not None and file_suffix(path) not in allowed:
+    for path in [*_files(image), *_files(label)]:
+        if allowed is not None and file_suffix(path) not in allowed:
             raise InputError(split_key(os.fspath(path))[0],
                              f"file type {file_suffix(path) or '(none)'} is not one the data set declares "
                              f"({', '.join(sorted(allowed))})")
     img, img_affine = read_checked(image)
-    image_file = split_key(os.fspath(image))[0]
+    image_file = split_key(os.fspath(_files(image)[0]))[0]
     if img.ndim - 1 != spatial_dims:
         raise InputError(image_file, f"is {img.ndim - 1}D (shape {tuple(img.shape[1:])} with {img.shape[0]} "
                                      f"channel(s)), expected a {spatial_dims}D image")
     if in_channels is not None and img.shape[0] != int(in_channels):
-        raise InputError(image_file, f"has {img.shape[0]} channels, the network expects {int(in_channels)}")
+        raise InputError(image_file, f"has {img.shape[0]} channel(s), {channels_rule or 'the network expects'} "
+                                     f"{int(in_channels)}" + (" (an RGB image where grey is expected)"
+                                                              if img.shape[0] == 3 and int(in_channels) == 1 else ""))
     finite = np.isfinite(img)
     if not finite.all():
         raise InputError(image_file, f"holds NaN or inf values ({int((~finite).sum())} voxels)")
     summary: dict[str, Any] = {"shape": [int(s) for s in img.shape[1:]], "channels": int(img.shape[0])}
     if label is None:
         return summary
-    lab, lab_affine = read_checked(label)
-    label_file = split_key(os.fspath(label))[0]
+    lab, lab_affine = read_checked(label, mask=True)
+    label_file = split_key(os.fspath(_files(label)[0]))[0]
     if tuple(lab.shape[1:]) != tuple(img.shape[1:]) or lab.shape[0] != 1:
         raise InputError(label_file, f"label shape {tuple(lab.shape[1:])} (channels {lab.shape[0]}) differs from the "
                                      f"image shape {tuple(img.shape[1:])} of {Path(image_file).name}")
@@ -182,9 +205,18 @@ def check_case(image: str | os.PathLike, label: str | os.PathLike | None = None,
     return summary
 
 
-def _stamp(path: str | os.PathLike | None) -> list | None:
+def _files(path: Any) -> list:
+    """The files of a datalist path: none, one, or several channel files."""
+    if path is None:
+        return []
+    return list(path) if isinstance(path, (list, tuple)) else [path]
+
+
+def _stamp(path: str | os.PathLike | Sequence[str] | None) -> list | None:
     if path is None:
         return None
+    if isinstance(path, (list, tuple)):
+        return [_stamp(p) for p in path]
     file = split_key(os.fspath(path))[0]
     try:
         st = os.stat(file)

@@ -21,10 +21,13 @@ import torch
 from monai.data import Dataset, MetaTensor
 from monai.transforms import Compose, EnsureTyped, LoadImaged
 
+from svseg.data.images2d import Image2DReader
+from svseg.io import is_image_2d
 from svseg.data.readers import H5Reader, NPZReader, split_key
 from svseg.data.transforms import intensity_transform
 
-__all__ = ["SliceDataset", "volume_dataset", "volume_transforms", "with_selectors", "num_slices", "LoadVolumed"]
+__all__ = ["SliceDataset", "volume_dataset", "volume_transforms", "with_selectors", "num_slices", "LoadVolumed",
+           "first_file"]
 
 _SELECTABLE = (".npz", ".h5", ".hdf5", ".hdf")
 
@@ -75,10 +78,14 @@ def num_slices(path: str, axis: int = 2) -> int:
         FileNotFoundError: when the file is missing.
         ValueError: when the file cannot be read or has an unexpected number of dimensions.
     """
+    if isinstance(path, (list, tuple)):
+        path = path[0]
     p, sel = split_key(path)
     if not Path(p).is_file():
         raise FileNotFoundError(f"{p}: file not found.")
     low = p.lower()
+    if is_image_2d(p):
+        return 1
     if low.endswith(".npz"):
         shape = _npz_shape(p, sel or "image")[::-1]
     elif low.endswith((".h5", ".hdf5", ".hdf")):
@@ -112,12 +119,23 @@ def num_slices(path: str, axis: int = 2) -> int:
     return int(shape[axis])
 
 
-def _loader(path: str, keys: Sequence[str]) -> LoadImaged:
-    p, _ = split_key(path)
+def first_file(path: str | os.PathLike | Sequence[str]) -> str:
+    """The file of a datalist path: the first of several channel files, without a ``::key`` selector."""
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    return split_key(os.fspath(path))[0]
+
+
+def _loader(path: Any, keys: Sequence[str]) -> Callable:
+    p = first_file(path)
     if p.lower().endswith(".npz"):
         return LoadImaged(keys, reader=NPZReader(), ensure_channel_first=True, image_only=True)
     if p.lower().endswith((".h5", ".hdf5", ".hdf")):
         return LoadImaged(keys, reader=H5Reader(), ensure_channel_first=True, image_only=True)
+    if is_image_2d(p):  # images and masks follow svseg's 2D rules (svseg.data.images2d)
+        steps = [LoadImaged(k, reader=Image2DReader(mask=(k == "label")), ensure_channel_first=True,
+                            image_only=True, allow_missing_keys=True) for k in keys]
+        return Compose(steps)
     return LoadImaged(keys, ensure_channel_first=True, image_only=True)
 
 
@@ -173,7 +191,7 @@ class SliceDataset(torch.utils.data.Dataset):
                 raise ValueError(f"datalist entry {i} has no 'image' path: {item!r}.")
             n = num_slices(item[self.keys[0]], axis)
             case = str(item.get("case", i))
-            if n == 1 and split_key(item[self.keys[0]])[0].lower().endswith(".npz"):
+            if n == 1 and first_file(item[self.keys[0]]).lower().endswith(".npz"):
                 k = int(item.get("slice", 0))
                 if slice_filter is None or slice_filter(case, k):
                     self.index.append((i, None))
@@ -227,7 +245,7 @@ class SliceDataset(torch.utils.data.Dataset):
             t = torch.as_tensor(arr).float().contiguous()
             sample[key] = MetaTensor(
                 t.as_subclass(torch.Tensor) if isinstance(t, MetaTensor) else t,
-                meta={"filename_or_obj": split_key(str(item[key]))[0], "slice": sample["slice"], "case": sample["case"]},
+                meta={"filename_or_obj": first_file(item[key]), "slice": sample["slice"], "case": sample["case"]},
             )
         if self.transform is not None:
             sample = self.transform(sample)

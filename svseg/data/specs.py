@@ -33,7 +33,12 @@ __all__ = [
     "kfold_split",
     "SYNAPSE_BTCV_TO_TRANSUNET",
     "BTCV_LABELS",
+    "SVANET_BINS",
 ]
+
+#: SvANet's object-size thresholds, in % of the image (its tools/tinyObjectsValidation.py); used by the plan's
+#: object-size table and by :mod:`svseg.evaluation.small_objects`
+SVANET_BINS: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 100.0)
 
 #: The 13 BTCV labels of the raw Synapse multi-organ release (0 = background).
 BTCV_LABELS: dict[int, str] = {
@@ -82,6 +87,13 @@ class DatasetSpec:
         source_labels: label ids of the raw release and what they become (empty if unchanged).
         reference: where the split / preprocessing comes from.
         notes: anything else a user must know.
+        in_channels: image channels the networks take.
+        spatial_dims: 3 for volumes (2D networks run on slices), 2 for 2D images.
+        roi_sizes: bundle name -> 2D input size, for a planned data set (``svseg plan``); empty for
+            the named ones (each bundle keeps its paper size).
+        folds: a planned data set's folds, ``({"training": ids, "validation": ids}, ...)``.
+        root: a planned data set's folder (empty for the named ones).
+        spacing_2d: pixel spacing (row, column) of a 2D data set, when its ``dataset.json`` states one.
     """
 
     name: str
@@ -100,6 +112,12 @@ class DatasetSpec:
     source_labels: Mapping[int, int] = field(default_factory=dict)
     reference: str = ""
     notes: str = ""
+    in_channels: int = 1
+    spatial_dims: int = 3
+    roi_sizes: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    folds: tuple = ()
+    root: str = ""
+    spacing_2d: tuple[float, ...] | None = None
 
     @property
     def num_classes(self) -> int:

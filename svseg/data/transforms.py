@@ -9,6 +9,13 @@ The rule of each data set lives in :attr:`svseg.data.specs.DatasetSpec.intensity
   non-zero voxels only.
 * ``zscore``: per volume, subtract the mean and divide by the standard deviation (over non-zero
   voxels with ``nonzero``).
+* ``ct_zscore`` (a planned CT data set, nnU-Net's CT scheme): clip to ``[lower, upper]`` (the 0.5 and
+  99.5 percentiles of the foreground of the whole training set) and subtract the foreground ``mean``,
+  divide by its ``std``.
+* ``rgb_imagenet``: divide by ``max_value`` (255 for 8-bit images), then subtract the ImageNet mean
+  and divide by its standard deviation, channel by channel (R, G, B).
+* ``per_channel``: ``{"rule": "per_channel", "channels": [rule_0, rule_1, ...]}``, one rule per channel
+  (a planned data set whose channels have different modalities).
 
 svseg's converters apply the rule once when they write the prepared data, so
 ``intensity_transform(spec)`` (``prepared=True``) only makes the type float32; use
@@ -32,6 +39,9 @@ __all__ = [
     "percentile_minmax",
     "zscore",
     "apply_intensity",
+    "apply_intensity_channels",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "PercentileMinMaxd",
     "ct_window_transform",
     "intensity_transform",
@@ -86,6 +96,17 @@ def zscore(x: np.ndarray, nonzero: bool = False, eps: float = 1e-8) -> np.ndarra
     return out.astype(np.float32)
 
 
+#: ImageNet channel statistics (R, G, B) that torchvision's and timm's pretrained encoders expect
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def ct_zscore(x: np.ndarray, lower: float, upper: float, mean: float, std: float) -> np.ndarray:
+    """Clip to ``[lower, upper]``, subtract ``mean``, divide by ``std`` (nnU-Net's CT normalisation; float32)."""
+    x = np.clip(np.asarray(x, dtype=np.float32), lower, upper)
+    return ((x - mean) / max(float(std), 1e-8)).astype(np.float32)
+
+
 def _rule_arguments(rule: Mapping[str, Any]) -> tuple[str, tuple]:
     """The kind of an intensity rule (``ct_window``, ``minmax``, ``zscore`` or ``none``) and the
     positional arguments, after the array, of its function (:func:`ct_window`, :func:`percentile_minmax`,
@@ -103,9 +124,21 @@ def _rule_arguments(rule: Mapping[str, Any]) -> tuple[str, tuple]:
         )
     if kind == "zscore":
         return kind, (rule.get("nonzero", False),)
+    if kind == "ct_zscore":
+        return kind, (rule["lower"], rule["upper"], rule["mean"], rule["std"])
+    if kind == "rgb_imagenet":
+        return kind, (float(rule.get("max_value", 255.0)),)
+    if kind == "per_channel":
+        channels = rule.get("channels")
+        if not isinstance(channels, (list, tuple)) or not channels:
+            raise ValueError("a 'per_channel' intensity rule needs a non-empty 'channels' list of rules.")
+        for c in channels:
+            _rule_arguments(c)
+        return kind, (list(channels),)
     if kind in ("none", None):
         return "none", ()
-    raise ValueError(f"unknown intensity rule {kind!r}; expected 'ct_window', 'minmax', 'zscore' or 'none'.")
+    raise ValueError(f"unknown intensity rule {kind!r}; expected 'ct_window', 'minmax', 'zscore', 'ct_zscore', "
+                     "'rgb_imagenet', 'per_channel' or 'none'.")
 
 
 def apply_intensity(x: np.ndarray, rule: Mapping[str, Any]) -> np.ndarray:
@@ -113,7 +146,28 @@ def apply_intensity(x: np.ndarray, rule: Mapping[str, Any]) -> np.ndarray:
     kind, args = _rule_arguments(rule)
     if kind == "none":
         return np.asarray(x, dtype=np.float32)
-    return {"ct_window": ct_window, "minmax": percentile_minmax, "zscore": zscore}[kind](x, *args)
+    if kind in ("rgb_imagenet", "per_channel"):
+        raise ValueError(f"the {kind!r} rule applies to a channel-first image: use apply_intensity_channels.")
+    return {"ct_window": ct_window, "minmax": percentile_minmax, "zscore": zscore, "ct_zscore": ct_zscore}[kind](x, *args)
+
+
+def apply_intensity_channels(x: np.ndarray, rule: Mapping[str, Any]) -> np.ndarray:
+    """Apply an intensity rule to a channel-first image ``(C, *spatial)``, channel by channel.
+
+    ``rgb_imagenet`` and ``per_channel`` give each channel its own statistics; the other rules apply
+    the same function to every channel (per-channel percentiles and moments).
+    """
+    x = np.asarray(x, dtype=np.float32)
+    kind, args = _rule_arguments(rule)
+    if kind == "rgb_imagenet":
+        if x.shape[0] != 3:
+            raise ValueError(f"the 'rgb_imagenet' rule needs 3 channels (R, G, B), got {x.shape[0]}.")
+        return np.stack([(x[c] / args[0] - IMAGENET_MEAN[c]) / IMAGENET_STD[c] for c in range(3)]).astype(np.float32)
+    if kind == "per_channel":
+        if len(args[0]) != x.shape[0]:
+            raise ValueError(f"the 'per_channel' rule lists {len(args[0])} channels, the image has {x.shape[0]}.")
+        return np.stack([apply_intensity(c, r) for c, r in zip(x, args[0])]).astype(np.float32)
+    return np.stack([apply_intensity(c, rule) for c in x]).astype(np.float32)
 
 
 class PercentileMinMaxd(MapTransform):
@@ -194,7 +248,7 @@ class IntensityRuled(MapTransform):
                 d[key] = convert_to_dst_type(img, dst=img, dtype=torch.float32)[0]
                 continue
             arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-            out = np.stack([apply_intensity(c, self.rule) for c in arr]) if arr.ndim >= 3 else apply_intensity(arr, self.rule)
+            out = apply_intensity_channels(arr, self.rule) if arr.ndim >= 3 else apply_intensity(arr, self.rule)
             d[key] = convert_to_dst_type(out, dst=img, dtype=torch.float32)[0]
         return d
 
@@ -226,6 +280,8 @@ def intensity_transform(spec: Any, keys: KeysCollection = "image", prepared: boo
     kind, args = _rule_arguments(rule)
     if kind == "none":
         return cast
+    if kind in ("ct_zscore", "rgb_imagenet", "per_channel"):
+        return Compose([cast, IntensityRuled(keys, rule, prepared=False)])
     if kind == "zscore":
         tr: MapTransform = NormalizeIntensityd(keys, nonzero=args[0], channel_wise=True)
     else:

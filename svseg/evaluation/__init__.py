@@ -1,8 +1,12 @@
-"""svseg evaluation: per-case, per-class volume metrics in two named protocols.
+"""svseg evaluation: per-case, per-class metrics of volumes and 2D images in two named protocols.
 
 * ``transunet``: medpy-identical Dice and HD95 in voxel units, with TransUNet's empty rules;
 * ``standard``: MONAI-identical spacing-aware HD95 (max of directed 95th percentiles) and ASSD,
   NaN for an empty reference.
+
+Both give IoU next to Dice, and the dataset-level ("micro") Dice and IoU of the pooled TP/FP/FN
+counts (SvANet's tables) next to the per-case means. 2D images (PNG, BMP, TIFF masks) are evaluated
+as volumes are, with HD95 in pixels unless a pixel size is given.
 
 Main entry points: :func:`evaluate_case`, :func:`write_report`, :func:`evaluate_folders`
 (also ``python -m svseg.evaluation --pred P --ref R --output O --protocol standard``).
@@ -16,14 +20,18 @@ Modules, low to high (no cycles): :mod:`~svseg.evaluation.metrics` (binary-mask 
 from __future__ import annotations
 
 from svseg.evaluation.evaluator import METRIC_COLUMNS, evaluate_case, evaluate_folders, summarize, write_report
-from svseg.evaluation.handler import VolumeMetricsHandler, evaluator_items
+from svseg.evaluation.handler import VolumeMetricsHandler, evaluator_items, item_is_2d, meta_spacing
 from svseg.evaluation.labels import class_name_list, load_label_volume, to_label_array
 from svseg.evaluation.metrics import (
     PROTOCOLS,
     average_symmetric_surface_distance,
+    case_iou,
     dice,
     hd95_max_directed,
     hd95_pooled,
+    iou,
+    micro_scores,
+    overlap_counts,
     standard_case_metrics,
     surface,
     surface_distances,
@@ -37,15 +45,21 @@ __all__ = [
     "PROTOCOLS",
     "SVANET_BINS",
     "average_symmetric_surface_distance",
+    "case_iou",
     "class_name_list",
     "dice",
     "evaluate_case",
     "evaluate_folders",
     "hd95_max_directed",
     "hd95_pooled",
+    "iou",
+    "item_is_2d",
     "load_label_volume",
     "match_files",
+    "meta_spacing",
+    "micro_scores",
     "object_metrics",
+    "overlap_counts",
     "size_bin_labels",
     "standard_case_metrics",
     "summarize",

@@ -8,6 +8,10 @@ case, the network run slice by slice by :class:`svseg.inference.VolumeSliceInfer
 every predicted volume in 3D with :func:`svseg.evaluation.evaluate_case`, draws
 ``overlays/<case>.png`` with :mod:`svseg.report`, and at the end writes ``metrics.csv``,
 ``summary.json`` and ``boxplot.png`` with :func:`svseg.evaluation.write_report`.
+
+Items of 2D image data sets (``(C, H, W)`` images read by :class:`svseg.data.Image2DReader`, or any
+channel-first item with two spatial axes) are scored as 2D maps: HD95 in pixels unless the image's
+affine holds a pixel size, one overlay panel per image, in colour for an RGB image.
 """
 from __future__ import annotations
 
@@ -24,18 +28,56 @@ from svseg.evaluation.labels import to_label_array
 from svseg.io import case_name
 from svseg.report import write_case_overlay
 
-__all__ = ["VolumeMetricsHandler", "evaluator_items", "meta_spacing"]
+__all__ = ["VolumeMetricsHandler", "evaluator_items", "item_is_2d", "meta_spacing"]
 
 logger = logging.getLogger(__name__)
 
 
-def meta_spacing(image: Any) -> tuple[float, ...] | None:
-    """Voxel spacing of a MONAI ``MetaTensor`` from its ``pixdim`` meta data (``None`` without it)."""
+def meta_spacing(image: Any, ndim: int = 3) -> tuple[float, ...] | None:
+    """Voxel spacing of a MONAI ``MetaTensor`` with ``ndim`` spatial axes (``None`` when unknown).
+
+    3D: the ``pixdim`` meta data. 2D: ``pixdim`` when present, else the column norms of the
+    affine; an identity affine (:class:`svseg.data.Image2DReader` without a spacing: one pixel = one
+    unit) means no pixel size is known, so ``None`` (pixels).
+    """
     meta = getattr(image, "meta", None)
-    if not meta or "pixdim" not in meta:
+    if not meta:
         return None
-    pix = np.asarray(meta["pixdim"]).reshape(-1)
-    return tuple(float(v) for v in pix[1:4])
+    if "pixdim" in meta:
+        pix = np.asarray(meta["pixdim"]).reshape(-1)
+        return tuple(float(v) for v in pix[1:1 + ndim])
+    if ndim != 2 or meta.get("affine") is None:
+        return None
+    aff = meta["affine"]
+    aff = np.asarray(aff.detach().cpu().numpy() if hasattr(aff, "detach") else aff, dtype=np.float64)
+    sizes = np.sqrt((aff[:2, :2] ** 2).sum(axis=0))
+    return None if np.allclose(sizes, 1.0) else tuple(float(v) for v in sizes)
+
+
+def item_is_2d(item: Mapping) -> bool:
+    """Whether an evaluator item holds a 2D image: its image's meta data says so (``image_2d``, set by
+    :class:`svseg.data.Image2DReader`), or the channel-first image ``(C, H, W)`` and the label both
+    have two spatial axes. MONAI items are channel first, so a 3D item has 4 axes."""
+    image = item.get("image")
+    meta = getattr(image, "meta", None) or {}
+    if "image_2d" in meta:
+        flags = np.asarray(meta["image_2d"]).reshape(-1)  # a bool, or a tensor/list after (de)collation
+        return bool(flags[0]) if flags.size else False
+    label = item.get("label")
+    return image is not None and np.ndim(image) == 3 and (label is None or np.ndim(label) == 3)
+
+
+def _label_map(x: Any, two_d: bool, name: str) -> np.ndarray:
+    """A label map of an item without its channel: 2D items ``(1, H, W)`` -> ``(H, W)`` (``(K, H, W)``
+    scores by argmax), 3D items by :func:`to_label_array`."""
+    if not two_d:
+        return to_label_array(x, name)
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.ndim == 3:
+        arr = arr[0] if arr.shape[0] == 1 else np.argmax(arr, axis=0)
+    return to_label_array(arr, name)
 
 
 def evaluator_items(engine: Engine, counted: int = 0) -> Iterator[tuple[str, Mapping]]:
@@ -59,11 +101,12 @@ def evaluator_items(engine: Engine, counted: int = 0) -> Iterator[tuple[str, Map
 
 
 class VolumeMetricsHandler:
-    """Per-case, per-class 3D metrics of a MONAI evaluator run, written as ``metrics.csv`` + ``summary.json``.
+    """Per-case, per-class 3D (or 2D) metrics of a MONAI evaluator run, written as ``metrics.csv`` + ``summary.json``.
 
     Expects decollated evaluator outputs whose ``pred`` is a label map (postprocessing
     ``AsDiscreted(keys="pred", argmax=True)``) and whose ``label`` is the reference label map; the
-    case id is the batch item's ``case`` key. Spacing comes from the image's ``pixdim``.
+    case id is the batch item's ``case`` key. Spacing comes from the image's ``pixdim``
+    (:func:`meta_spacing`). 2D items (:func:`item_is_2d`) are scored as 2D maps.
 
     Config snippet (``evaluate.json``)::
 
@@ -98,13 +141,16 @@ class VolumeMetricsHandler:
     def iteration_completed(self, engine: Engine) -> None:
         for case, item in evaluator_items(engine, self.cases):
             image = item["image"]
-            pred, ref = to_label_array(item["pred"], "pred"), to_label_array(item["label"], "label")
+            two_d = item_is_2d(item)
+            pred, ref = _label_map(item["pred"], two_d, "pred"), _label_map(item["label"], two_d, "label")
             self.cases += 1
-            self.rows.extend(evaluate_case(pred, ref, class_names=self.class_names, spacing=meta_spacing(image),
+            self.rows.extend(evaluate_case(pred, ref, class_names=self.class_names,
+                                           spacing=meta_spacing(image, ndim=2 if two_d else 3),
                                            protocol=self.protocol, case=case))
             if self.overlays:
                 try:
-                    write_case_overlay(image, item["label"], pred, self.output_dir, case, class_names=self.class_names)
+                    write_case_overlay(image, ref if two_d else item["label"], pred, self.output_dir, case,
+                                       class_names=self.class_names, image_2d=two_d)
                 except Exception as e:  # noqa: BLE001 - a picture must never cost the metrics; say why it is missing
                     logger.warning("overlay for %s not drawn: %s: %s", case, type(e).__name__, e)
             logger.info("evaluated %s (%d/%d)", case, self.cases, engine.state.epoch_length or 0)

@@ -1,16 +1,20 @@
 """Label maps as the metrics see them: class names, compact integer arrays, label bounding boxes.
 
 Shared by :mod:`svseg.evaluation.evaluator` (per-class metrics) and
-:mod:`svseg.evaluation.small_objects` (per-object metrics). Imports neither torch nor MONAI.
+:mod:`svseg.evaluation.small_objects` (per-object metrics). Label files are NIfTI volumes or 2D
+image masks (PNG, BMP, TIFF, JPEG), the latter read by :func:`svseg.data.read_image_2d`'s mask rules.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from svseg.io import is_image_2d, read_image_2d
+from svseg.errors import InputError
 from svseg.io import PathLike, load_nifti
 
 __all__ = [
@@ -129,17 +133,33 @@ def union_box(boxes: Sequence[tuple[slice, ...] | None], shape: Sequence[int], m
     )
 
 
-def load_label_volume(path: PathLike) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """Read a NIfTI label volume as a compact integer array.
+def load_label_volume(path: PathLike) -> tuple[np.ndarray, np.ndarray, tuple[float, ...] | None]:
+    """Read a label map file (NIfTI volume or 2D image mask) as a compact integer array.
+
+    NIfTI: the labels in the on-disk orientation (no reorientation), the 4x4 affine and the voxel
+    size of the spatial axes. A 2D image file (PNG, BMP, TIFF, JPEG; :func:`svseg.data.is_image_2d`):
+    the class ids of :func:`svseg.data.read_image_2d` with ``mask=True`` as ``(H, W)`` (palette index
+    or grey value; a 0/255 mask is binary), an identity affine, and spacing ``None``: such files carry
+    no pixel size, so distances are in pixels unless the caller knows one. A TIFF stack gives
+    ``(N, H, W)``.
 
     Returns:
-        ``(labels, affine, spacing)``: labels in the on-disk orientation (no reorientation),
-        the 4x4 affine and the voxel size of the spatial axes.
+        ``(labels, affine, spacing)``.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file does not hold a 2D/3D map of integer label ids.
+        ValueError: the file does not hold a 2D/3D map of integer label ids (an
+            :class:`svseg.errors.InputError` naming the file for 2D image files, e.g. a colour mask).
     """
+    if is_image_2d(path):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"label file {str(path)!r} does not exist.")
+        try:
+            mask = read_image_2d(path, mask=True)
+            labels = to_label_array(mask[0] if mask.shape[0] == 1 else mask, "the mask")
+        except ValueError as e:
+            raise InputError(path, str(e)) from e
+        return labels, np.eye(labels.ndim + 1), None
     data, affine, spacing = load_nifti(path)
     labels = to_label_array(data, str(path))
     return labels, affine, spacing[: labels.ndim]

@@ -15,6 +15,14 @@ Two protocols are implemented, on whole volumes, per case and class:
     95th percentiles), the symmetric average surface distance (``compute_average_surface_distance
     (symmetric=True)``: the mean of the pooled distances), and NaN for an empty reference.
 
+Both protocols give IoU (Jaccard) next to Dice, with the same empty rules as their Dice
+(:func:`case_iou`; IoU = Dice / (2 - Dice) on every case), and the overlap counts ``tp, fp, fn``
+(:func:`overlap_counts`) from which :func:`micro_scores` forms the dataset-level ("micro") Dice and
+IoU of SvANet's tables: counts summed over all images first, one ratio at the end.
+
+Everything here works on any number of axes: 2D images and 3D volumes alike (a spacing then has
+one value per axis).
+
 Both protocols share the same surface definition: a mask XOR its binary erosion with a
 connectivity-1 structuring element, with everything outside the array counted as background
 (so objects touching the array border have a surface there). Distances go from each surface
@@ -40,6 +48,10 @@ __all__ = [
     "bounding_box",
     "normalize_spacing",
     "dice",
+    "iou",
+    "overlap_counts",
+    "case_iou",
+    "micro_scores",
     "surface",
     "surface_distances",
     "hd95_pooled",
@@ -103,6 +115,55 @@ def dice(pred, ref) -> float:
     if size == 0:
         return 1.0
     return 2.0 * np.count_nonzero(p & r) / float(size)
+
+
+def iou(pred, ref) -> float:
+    """IoU (Jaccard index) ``|A∩B| / |A∪B|`` of two binary masks; two empty masks give 1.0, as :func:`dice`."""
+    tp, fp, fn = overlap_counts(pred, ref)
+    union = tp + fp + fn
+    return 1.0 if union == 0 else tp / float(union)
+
+
+def overlap_counts(pred, ref) -> tuple[int, int, int]:
+    """``(tp, fp, fn)``: voxels in both masks, in ``pred`` only, in ``ref`` only."""
+    p, r = _as_bool(pred), _as_bool(ref)
+    if p.shape != r.shape:
+        raise ValueError(f"pred and ref must have the same shape, got {p.shape} and {r.shape}.")
+    tp = int(np.count_nonzero(p & r))
+    return tp, int(np.count_nonzero(p)) - tp, int(np.count_nonzero(r)) - tp
+
+
+def case_iou(tp: int, fp: int, fn: int, protocol: str) -> float:
+    """IoU of one class in one case from its overlap counts, with the empty rules of the protocol's Dice.
+
+    ``standard``: NaN for an empty reference (``tp + fn == 0``, predicted or not), as its Dice.
+    ``transunet``: 1.0 for a class predicted but absent from the reference, 0.0 for an empty
+    prediction (also when the reference is empty too), as TransUNet's Dice. Otherwise
+    ``tp / (tp + fp + fn)``.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
+    pred_any, ref_any = tp + fp > 0, tp + fn > 0
+    if protocol == "standard" and not ref_any:
+        return float("nan")
+    if protocol == "transunet" and not (pred_any and ref_any):
+        return 1.0 if pred_any else 0.0
+    return tp / float(tp + fp + fn)
+
+
+def micro_scores(tp: int, fp: int, fn: int) -> tuple[float | None, float | None]:
+    """Dataset-level ("micro") ``(dice, iou)`` from overlap counts summed over many cases.
+
+    ``Dice = 2TP / (2TP + FP + FN)`` and ``IoU = TP / (TP + FP + FN)``: SvANet's tables accumulate the
+    intersection and union areas over the whole test set before dividing, so a large image weighs
+    more than a small one (unlike the per-case mean). ``(None, None)`` when every count is 0 (the
+    class appears nowhere). Neither MONAI's ``DiceMetric``/``MeanIoU`` (means of per-image values)
+    nor scipy offer this pooled form.
+    """
+    union = tp + fp + fn
+    if union == 0:
+        return None, None
+    return 2.0 * tp / float(union + tp), tp / float(union)
 
 
 def surface(mask: np.ndarray, connectivity: int = 1) -> np.ndarray:

@@ -28,14 +28,11 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from svseg.data.specs import SVANET_BINS
 from svseg.evaluation.labels import ClassNames, label_boxes, label_pair, union_box
 from svseg.io import PathLike, atomic_save_csv
 
 __all__ = ["SVANET_BINS", "size_bin_labels", "object_metrics", "summarize_objects", "write_object_table"]
-
-#: SvANet's object-size thresholds, in % of the image (tinyObjectsValidation)
-SVANET_BINS: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 100.0)
-
 
 def size_bin_labels(bins: Sequence[float] = SVANET_BINS) -> list[str]:
     """Labels of the disjoint size bins ``[0, b0)``, ``[b0, b1)``, ... ``[b_{n-2}, b_{n-1}]`` (percent)."""

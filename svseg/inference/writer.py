@@ -1,9 +1,11 @@
-"""Writing predicted label volumes as NIfTI with the input's affine and spacing.
+"""Writing predicted label maps: NIfTI with the input's affine and spacing, PNG for 2D image inputs.
 
 * :func:`write_nifti`: one label map, written atomically (:func:`svseg.io.atomic_path`).
 * :class:`PredictionSaver`: the ignite handler that a bundle's ``evaluate.json`` and
   ``inference.json`` attach to their MONAI ``SupervisedEvaluator``; it writes
-  ``<output_dir>/<case><postfix>.nii.gz`` for every item of every iteration.
+  ``<output_dir>/<case><postfix>.nii.gz`` for every item of every iteration, or
+  ``<output_dir>/<case><postfix>.png`` when the input was a 2D image file (PNG, JPEG, BMP, TIFF):
+  :func:`write_label_png`, class ids as grey values (8-bit, 16-bit from 256 classes on).
 
 Why not MONAI's ``SaveImaged``: it writes with the (possibly reoriented) ``affine`` of the
 prediction and a fresh header; svseg's writer restores the input's ``original_affine`` (undoing
@@ -23,9 +25,9 @@ import numpy as np
 from ignite.engine import Engine, Events
 
 from svseg.evaluation.handler import evaluator_items
-from svseg.io import atomic_path
+from svseg.io import atomic_path, atomic_write
 
-__all__ = ["write_nifti", "reference_affine", "PredictionSaver"]
+__all__ = ["write_nifti", "write_label_png", "reference_affine", "PredictionSaver"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +128,34 @@ def write_nifti(label_volume: Any, reference: Any, out_path: str | os.PathLike, 
     return out
 
 
+def write_label_png(labels: Any, out_path: str | os.PathLike) -> Path:
+    """Write a 2D label map ``(H, W)`` (a leading singleton channel is dropped) as a grey PNG of class ids,
+    atomically: 8-bit for ids below 256, else 16-bit. The ids are the values (0, 1, 2, ...), not a
+    display scale, so the file reads back as the same label map."""
+    from PIL import Image
+
+    arr = _to_numpy(labels)
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ValueError(f"a PNG label map must be 2D (H, W), got shape {arr.shape}.")
+    if arr.min(initial=0) < 0 or arr.max(initial=0) >= 65536:
+        raise ValueError(f"label ids must lie in 0..65535 for a PNG, got {arr.min()}..{arr.max()}.")
+    data = arr.astype(np.uint8 if arr.max(initial=0) < 256 else np.uint16)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out, "wb") as f:
+        Image.fromarray(data).save(f, format="PNG")
+    return out
+
+
+def _is_image_2d(item: Mapping) -> bool:
+    meta = getattr(item.get("image"), "meta", None) or {}
+    return bool(meta.get("image_2d", False))
+
+
 class PredictionSaver:
-    """Write every predicted label map of a MONAI evaluator run as NIfTI (ignite handler).
+    """Write every predicted label map of a MONAI evaluator run as NIfTI, or PNG for 2D images (ignite handler).
 
     Attach it to a ``SupervisedEvaluator`` whose postprocessing ends in
     ``AsDiscreted(keys="pred", argmax=True)``: at each ``ITERATION_COMPLETED`` it writes
@@ -158,6 +186,11 @@ class PredictionSaver:
 
     def __call__(self, engine: Engine) -> None:
         for case, item in evaluator_items(engine, len(self.written)):
+            if _is_image_2d(item):
+                path = write_label_png(item["pred"], self.output_dir / f"{case}{self.postfix}.png")
+                self.written.append(path)
+                logger.info("predicted %s -> %s", case, path)
+                continue
             image = item.get("image")
             reference = image if getattr(image, "meta", None) else item["pred"]
             path = write_nifti(item["pred"], reference, self.output_dir / f"{case}{self.postfix}.nii.gz")

@@ -20,13 +20,14 @@ class was missed entirely, a meaningful value that ``null`` would hide); numpy s
 tensors, tuples and sets become plain numbers and lists; paths become strings.
 
 **Case ids.** :func:`case_name` is the one rule for "the case id of a file name" (``case01.nii.gz``
--> ``case01``); :func:`match_files` pairs prediction and reference NIfTI files by case id.
+-> ``case01``); :func:`match_files` pairs prediction and reference files (NIfTI or 2D) by case id.
 
 Writers: :func:`atomic_write` (text/binary file object), :func:`atomic_path` (a temporary path
 for writers that open files themselves), :func:`atomic_save_text`, :func:`atomic_save_json`,
 :func:`atomic_save_csv`, :func:`atomic_save_figure`, :func:`atomic_save_png`,
 :func:`atomic_save_nifti`, :func:`atomic_save_npz`, :func:`atomic_save_h5`,
-:func:`atomic_torch_save`. Reader: :func:`load_nifti`.
+:func:`atomic_torch_save`. Readers: :func:`load_nifti`, :func:`read_image_2d` (2D image files and masks by
+svseg's mask rule).
 
 This package imports nothing else from svseg, and no heavy library at import time (nibabel,
 h5py, PIL, torch are imported by the functions that need them).
@@ -43,13 +44,15 @@ Example::
 
 from __future__ import annotations
 
-from svseg.io import atomic, cases, formats
+from svseg.io import atomic, cases, formats, images2d
 from svseg.io.atomic import *  # noqa: F403
 from svseg.io.cases import *  # noqa: F403
 from svseg.io.formats import *  # noqa: F403
+from svseg.io.images2d import *  # noqa: F403
 
 # the package's API is the union of its modules' __all__, each name listed once, where it is defined
 __all__: list[str] = []
 __all__ += atomic.__all__
 __all__ += formats.__all__
 __all__ += cases.__all__
+__all__ += images2d.__all__

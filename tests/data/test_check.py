@@ -43,7 +43,7 @@ def test_a_good_case_passes_and_is_summarised(good):
     ("truncated", "case.nii.gz: truncated gzip stream"),
     ("garbage", "case.nii.gz: cannot be read"),
     ("nan", "case.nii.gz: holds NaN or inf values (1 voxels)"),
-    ("4d", "case.nii.gz: has 2 channels, the network expects 1"),
+    ("4d", "case.nii.gz: has 2 channel(s), the network expects 1"),
     ("2d", "case.nii.gz: is 2D"),
 ])
 def test_bad_images_name_the_file_and_the_problem(tmp_path, good, fault, message):
