@@ -152,7 +152,13 @@ def _spatial_dims(paths: Sequence[Path], kind: str) -> int:
 
 
 def _nnunet_cases(folder: Path, ending: str, n_channels: int) -> dict[str, list[str]]:
-    """``case -> [channel files]`` of an nnU-Net images folder; a gap or an extra channel is an error."""
+    """``case -> [channel files]`` of an nnU-Net images folder.
+
+    Channel files are numbered from ``_0000`` without gaps; there may be fewer files than ``channel_names``
+    entries when a file holds several channels (nnU-Net's RGB PNG: one ``_0000.png``, channel names R, G, B):
+    the input check then compares the channels read with ``channel_names``. A gap, or more files than channel
+    names, is an error.
+    """
     cases: dict[str, dict[int, Path]] = {}
     for p in sorted(folder.iterdir()) if folder.is_dir() else []:
         if p.name.startswith(".") or not p.is_file():
@@ -165,7 +171,7 @@ def _nnunet_cases(folder: Path, ending: str, n_channels: int) -> dict[str, list[
         cases.setdefault(m["case"], {})[int(m["channel"])] = p
     out = {}
     for case, channels in cases.items():
-        expected = list(range(max(n_channels, max(channels) + 1)))
+        expected = list(range(max(channels) + 1))
         missing = [c for c in expected if c not in channels]
         if missing:
             raise InputError(folder / f"{case}_{missing[0]:04d}{ending}",

@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from svseg.bundle import run_bundle
 from svseg.cli import main
 from svseg.data import plan_datalist, read_image_2d
 from tests.data.own_layouts import write_nnunet_3d, write_nuclei
@@ -22,6 +23,11 @@ from tests.data.own_layouts import write_nnunet_3d, write_nuclei
 pytestmark = pytest.mark.slow
 
 BUNDLES = ("svanet", "msa2net", "afma", "sa2net", "msga")
+
+
+def printed_paths(out: str, folder) -> list[str]:
+    """The lines of a command's output that name files in ``folder`` (MONAI's log lines go to stdout too)."""
+    return [line for line in out.splitlines() if line.startswith(str(folder))]
 
 
 def svseg(capsys, *args) -> str:
@@ -36,7 +42,7 @@ def nnunet_set(tmp_path_factory):
     pytest.importorskip("nnunetv2.dataset_conversion.generate_dataset_json",
                         reason="nnunetv2 is the reference writer of the layout (make test installs it)")
     root = tmp_path_factory.mktemp("nnunet_raw")
-    return write_nnunet_3d(root, n_cases=4, n_test=1, shape=(40, 36, 6))
+    return write_nnunet_3d(root, n_cases=4, n_test=1, channels=2, shape=(40, 36, 6))
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
@@ -49,21 +55,22 @@ def test_nnunet_set_through_every_bundle(bundle, nnunet_set, tmp_path, capsys):
           "--device", "cpu", "--override", "num_workers=0", "--override", "batch_size=4")
     info = json.loads((run / "models" / "svseg_model.json").read_text())
     assert info["dataset_name"] == str(ds) and info["class_names"] == ["background", "core", "rim"]
-    assert info["fold"] == 0 and info["spatial_dims"] == 3
+    assert info["fold"] == 0 and info["spatial_dims"] == 3 and info["in_channels"] == 2
 
     # predict the held-out imagesTs case (nnU-Net channel names) and the fold's validation cases
     pred_ts = tmp_path / "pred_ts"
     out = svseg(capsys, "predict", "--bundle", bundle, "--input", ds / "imagesTs", "--output", pred_ts,
                 "--checkpoint", run / "models" / "model.pt", "--device", "cpu")
-    assert out.split() == [str(pred_ts / "blob_004_seg.nii.gz")]
-    src, seg = nib.load(ds / "imagesTs" / "blob_004_0000.nii.gz"), nib.load(pred_ts / "blob_004_seg.nii.gz")
+    assert printed_paths(out, pred_ts) == [str(pred_ts / "blob_004_seg.nii.gz")]
+    src, seg = nib.load(ds / "imagesTs" / "blob_004_0001.nii.gz"), nib.load(pred_ts / "blob_004_seg.nii.gz")
     assert seg.shape == src.shape and np.allclose(seg.affine, src.affine)
     assert set(np.unique(np.asarray(seg.dataobj)).tolist()) <= {0, 1, 2}
 
     val = tmp_path / "val_images"
     val.mkdir()
     for item in plan_datalist(ds, "validation", 0):
-        (val / f"{item['case']}_0000.nii.gz").symlink_to(item["image"])
+        for c, f in enumerate(item["image"]):
+            (val / f"{item['case']}_{c:04d}.nii.gz").symlink_to(f)
     pred = tmp_path / "pred_val"
     svseg(capsys, "predict", "--bundle", bundle, "--input", val, "--output", pred,
           "--checkpoint", run / "models" / "model.pt", "--device", "cpu")
@@ -96,8 +103,8 @@ def test_real_nuclei_learn(bundle, epochs, tmp_path, capsys):
     for item in cases:
         (val / f"{item['case']}.png").symlink_to(item["image"])
     pred = tmp_path / "pred"
-    written = svseg(capsys, "predict", "--bundle", bundle, "--input", val, "--output", pred,
-                    "--checkpoint", run / "models" / "model.pt", "--device", "cpu").split()
+    written = printed_paths(svseg(capsys, "predict", "--bundle", bundle, "--input", val, "--output", pred,
+                                  "--checkpoint", run / "models" / "model.pt", "--device", "cpu"), pred)
     assert sorted(written) == sorted(str(pred / f"{i['case']}_seg.png") for i in cases)
     ev = tmp_path / "eval"
     svseg(capsys, "evaluate", "--pred", pred, "--ref", ds / "masks", "--output", ev, "--allow-missing",
@@ -107,3 +114,11 @@ def test_real_nuclei_learn(bundle, epochs, tmp_path, capsys):
     chance = trivial_dice([read_image_2d(i["label"], mask=True) for i in cases])
     assert dice > chance + 0.1, f"{bundle}: Dice {dice:.3f} after {epochs} epochs, trivial predictor {chance:.3f}"
     assert (ev / "small_objects.csv").is_file()
+    # the bundle's own evaluation (python -m monai.bundle run evaluating) scores the same validation tiles
+    bundle_eval = tmp_path / "bundle_eval"
+    run_bundle("evaluating", bundle, ("train.json", "evaluate.json"), dataset_name=str(ds), output_dir=str(bundle_eval),
+               ckpt_path=str(run / "models" / "model.pt"), device="cpu")
+    rows = list(csv.DictReader((bundle_eval / "metrics.csv").open()))
+    assert sorted(r["case"] for r in rows) == sorted(i["case"] for i in cases)
+    bundle_dice = json.loads((bundle_eval / "summary.json").read_text())["classes"]["nucleus"]["dice"]
+    assert bundle_dice == pytest.approx(dice, abs=0.02)

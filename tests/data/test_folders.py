@@ -215,3 +215,29 @@ def test_train_on_a_bad_folder_writes_nothing(tmp_path, capsys):
     assert rc == 2
     assert "blob_002.nii.gz: label shape (8, 8, 8)" in err
     assert not out.exists() and not (ds / "plan.json").exists()
+
+
+def test_channel_file_missing_at_the_end_is_a_channel_count_error(tmp_path, capsys):
+    ds = write_nnunet_3d(tmp_path, n_cases=3, n_test=0, channels=2, use_nnunetv2=False)
+    (ds / "imagesTr" / "blob_002_0001.nii.gz").unlink()
+    assert_refused(capsys, ds, "blob_002_0000.nii.gz: has 1 channel(s), channel_names of dataset.json lists 2")
+
+
+def test_nnunet_rgb_png_one_file_three_channel_names(tmp_path):
+    """nnU-Net's natural-image convention: one RGB ``<case>_0000.png`` per case, channel_names R, G, B."""
+    from svseg.data import plan_dataset
+
+    ds = tmp_path / "Dataset120_Spots"
+    write_image_folder(tmp_path / "src", n=3, rgb=True, labels_json=False)
+    (ds / "imagesTr").mkdir(parents=True)
+    (ds / "labelsTr").mkdir()
+    for i in range(3):
+        shutil.copy(tmp_path / "src" / "images" / f"img{i:02d}.png", ds / "imagesTr" / f"spot_{i}_0000.png")
+        mask = np.asarray(Image.open(tmp_path / "src" / "masks" / f"img{i:02d}.png")) // 255
+        Image.fromarray(mask.astype(np.uint8)).save(ds / "labelsTr" / f"spot_{i}.png")
+    (ds / "dataset.json").write_text(json.dumps({"channel_names": {"0": "R", "1": "G", "2": "B"},
+                                                 "labels": {"background": 0, "spot": 1}, "numTraining": 3,
+                                                 "file_ending": ".png"}))
+    plan = plan_dataset(ds)
+    assert plan["spatial_dims"] == 2 and plan["in_channels"] == 3
+    assert plan["intensity"]["rule"] == "rgb_imagenet"
