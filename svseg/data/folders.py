@@ -57,6 +57,7 @@ class FolderDataset:
     declared_folds: list[dict[str, list[str]]] | None = None
     spacing: list[float] | None = None
     source: Path | None = None
+    protocol: str = "standard"
 
     @property
     def suffixes(self) -> set[str]:
@@ -335,6 +336,14 @@ def open_folder(dataset: str | os.PathLike, labels: Sequence[str] | None = None)
         raise InputError(root, "is an empty folder, not a data set (expected dataset.json with imagesTr/ + labelsTr/, "
                                "or images/ + masks/)")
     doc = _read_json(source) if source.is_file() else {}
+    folder = _open_layout(root, doc, source, labels)
+    recorded = doc.get("svseg") if isinstance(doc.get("svseg"), dict) else {}
+    if recorded.get("protocol"):  # a data set written by an svseg converter names its paper's protocol
+        folder.protocol = str(recorded["protocol"])
+    return folder
+
+
+def _open_layout(root: Path, doc: dict, source: Path, labels: Sequence[str] | None) -> FolderDataset:
     if "file_ending" in doc or "channel_names" in doc and (root / "imagesTr").is_dir():
         return _open_nnunet(root, doc, source)
     if isinstance(doc.get("training"), list):
