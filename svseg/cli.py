@@ -209,8 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", formatter_class=_Formatter, help="convert a downloaded data set into svseg's layout",
                        description="Convert a downloaded data set (synapse, lits, acdc) into svseg's layout with a "
-                                   "Decathlon-style datalist, or build the demo data. Calls svseg.data.prepare.")
-    p.add_argument("dataset", help="data set name: synapse, lits, acdc or demo")
+                                   "Decathlon-style datalist, or build the demo data; or convert a paper's published "
+                                   "layout (svanet, uctransnet, awesome_unet, msga, afma) into the nnU-Net v2 raw "
+                                   "layout with the paper's split and evaluation protocol. Calls svseg.data.prepare.")
+    p.add_argument("dataset", help="data set name: synapse, lits, acdc or demo; or a paper's layout: svanet, "
+                                   "uctransnet, awesome_unet, msga, afma")
     p.add_argument("--source", default=None, help="folder (or archive) of the downloaded release (not needed for demo)")
     p.add_argument("--output", default=None, help="destination folder (default $SVSEG_DATA_DIR/<dataset>)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -278,9 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Calls svseg.evaluation.evaluate_folders.")
     p.add_argument("--pred", required=True, help="folder of predicted NIfTI label maps")
     p.add_argument("--ref", required=True, help="folder of reference NIfTI label maps")
-    p.add_argument("--protocol", default="standard", choices=("standard", "transunet"),
+    p.add_argument("--protocol", default="standard",
+                   choices=("standard", "transunet", "svanet", "uctransnet", "awesome_unet", "msga", "afma"),
                    help="standard: spacing-aware HD95 in mm, NaN for empty references; transunet: medpy-identical "
-                        "voxel-unit Dice/HD95 as in the published Synapse/ACDC tables")
+                        "voxel-unit Dice/HD95 as in the published Synapse/ACDC tables; svanet, uctransnet, "
+                        "awesome_unet, msga, afma: each paper's own metric code (svseg.evaluation.protocols)")
     p.add_argument("--output", required=True, help="folder for metrics.csv, summary.json and the pictures")
     p.add_argument("--classes", nargs="+", default=None, metavar="NAME",
                    help="class names by label id, background first (default: the --dataset's, else class_<id>)")

@@ -468,7 +468,9 @@ def _micro(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
 
 def format_summary(output_dir: str | os.PathLike) -> str:
     """A plain-text table of an evaluation folder: per class the mean Dice, IoU and HD95 over cases,
-    the number of cases, and the dataset-level Dice and IoU of the TP/FP/FN pooled over all cases."""
+    the number of cases, and the dataset-level Dice and IoU of the TP/FP/FN pooled over all cases.
+    For a paper's protocol (``summary.json`` names the code it ``reproduces``): its per-class and
+    overall numbers as ``summary.json`` holds them, and SvANet's tiny-object table."""
     out = Path(output_dir)
     metrics = out / "metrics.csv"
     if not metrics.is_file():
@@ -476,6 +478,27 @@ def format_summary(output_dir: str | os.PathLike) -> str:
     rows = _read_metrics(metrics)
     summary = _read_summary(out)
     protocol = summary.get("protocol")
+    if summary.get("reproduces"):  # a paper's protocol: print its dataset-level numbers as summary.json has them
+        def _cell(v):
+            return f"{v:10.4f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{'-':>10s}"
+        overall = {k: v for k, v in summary.get("overall", {}).items() if not isinstance(v, Mapping)}
+        lines = [f"evaluation {out} (protocol {protocol}, {overall.get('n_cases', '?')} cases)",
+                 f"reproduces: {summary['reproduces']}"]
+        classes = summary.get("classes", {})
+        keys = [k for k in next(iter(classes.values()), {}) if k not in ("tp", "fp", "fn", "tn", "n_cases")
+                and not isinstance(next(iter(classes.values()))[k], Mapping)]
+        lines.append(f"{'class':<20s} " + " ".join(f"{k[:10]:>10s}" for k in keys))
+        for name, entry in classes.items():
+            lines.append(f"{name:<20s} " + " ".join(_cell(entry.get(k)) for k in keys))
+        lines.append("overall: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in overall.items()))
+        tiny = summary.get("tiny_objects") or []
+        if tiny:
+            cols = [k for k in tiny[0] if k not in ("below_pct", "n_cases")]
+            lines.append(f"{'images below':<20s} " + " ".join(f"{k[:10]:>10s}" for k in cols) + f" {'n':>5s}")
+            for t in tiny:
+                lines.append(f"{'< ' + format(t['below_pct'], 'g') + ' %':<20s} "
+                             + " ".join(_cell(t.get(k)) for k in cols) + f" {t.get('n_cases', 0):5d}")
+        return "\n".join(lines)
     names = _class_order(rows)
     unit = {"voxels": "vox", "pixels": "px"}.get(_hd95_unit(summary), "mm")
     lines = [f"evaluation {out} (protocol {protocol or 'unknown'}, {len({r.get('case') for r in rows})} cases)",

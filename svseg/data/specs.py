@@ -187,7 +187,7 @@ def register_dataset(spec: DatasetSpec, overwrite: bool = False) -> DatasetSpec:
         raise ValueError(f"dataset {spec.name!r} is already registered; pass overwrite=True to replace it.")
     if len(spec.class_names) < 2 or spec.class_names[0].lower() != "background":
         raise ValueError(f"class_names of {spec.name!r} must start with 'background' and name at least one class.")
-    if spec.protocol not in ("transunet", "standard"):
+    if spec.protocol not in ("transunet", "standard", "svanet", "uctransnet", "awesome_unet", "msga", "afma"):
         raise ValueError(f"protocol must be 'transunet' or 'standard', got {spec.protocol!r}.")
     if spec.modality not in ("CT", "MR"):
         raise ValueError(f"modality must be 'CT' or 'MR', got {spec.modality!r}.")

@@ -5,7 +5,12 @@
   NaN for an empty reference.
 
 Both give IoU next to Dice, and the dataset-level ("micro") Dice and IoU of the pooled TP/FP/FN
-counts (SvANet's tables) next to the per-case means. 2D images (PNG, BMP, TIFF masks) are evaluated
+counts (SvANet's tables) next to the per-case means.
+
+The papers' own protocols, each reproducing its authors' metric code (:mod:`~svseg.evaluation.protocols`):
+``svanet`` (micro IoU/Dice and the tiny-object table), ``uctransnet`` (per-image Dice/IoU),
+``awesome_unet`` (torchmetrics DSC, IoU, accuracy, precision, recall), ``msga`` (3D DSC per subject)
+and ``afma`` (mIoU, global IoU, accuracy). 2D images (PNG, BMP, TIFF masks) are evaluated
 as volumes are, with HD95 in pixels unless a pixel size is given.
 
 Main entry points: :func:`evaluate_case`, :func:`write_report`, :func:`evaluate_folders`
@@ -13,7 +18,7 @@ Main entry points: :func:`evaluate_case`, :func:`write_report`, :func:`evaluate_
 
 Modules, low to high (no cycles): :mod:`~svseg.evaluation.metrics` (binary-mask metrics) and
 :mod:`~svseg.evaluation.labels` (label maps, class names) < :mod:`~svseg.evaluation.small_objects`
-(per-object metrics) < :mod:`~svseg.evaluation.evaluator` (cases, reports, folders) <
+(per-object metrics) and :mod:`~svseg.evaluation.protocols` (the papers' protocols) < :mod:`~svseg.evaluation.evaluator` (cases, reports, folders) <
 :mod:`~svseg.evaluation.handler` (:class:`VolumeMetricsHandler`, the bundles' MONAI evaluator handler).
 :func:`match_files` is :func:`svseg.io.match_files`, re-exported.
 """
@@ -37,12 +42,34 @@ from svseg.evaluation.metrics import (
     surface_distances,
     transunet_case_metrics,
 )
+from svseg.evaluation.protocols import (
+    EVALUATION_PROTOCOLS,
+    PAPER_PROTOCOLS,
+    PROTOCOL_SOURCES,
+    class_counts,
+    largest_object_pct,
+    protocol_case_rows,
+    protocol_summary,
+    svanet_e_measure,
+    svanet_scores,
+    svanet_tiny_table,
+)
 from svseg.evaluation.small_objects import SVANET_BINS, object_metrics, size_bin_labels, summarize_objects, write_object_table
 from svseg.io import match_files
 
 __all__ = [
+    "EVALUATION_PROTOCOLS",
     "METRIC_COLUMNS",
+    "PAPER_PROTOCOLS",
     "PROTOCOLS",
+    "PROTOCOL_SOURCES",
+    "class_counts",
+    "largest_object_pct",
+    "protocol_case_rows",
+    "protocol_summary",
+    "svanet_e_measure",
+    "svanet_scores",
+    "svanet_tiny_table",
     "SVANET_BINS",
     "average_symmetric_surface_distance",
     "case_iou",

@@ -6,7 +6,7 @@ import json
 import sys
 
 from svseg.evaluation.evaluator import evaluate_folders
-from svseg.evaluation.metrics import PROTOCOLS
+from svseg.evaluation.protocols import EVALUATION_PROTOCOLS
 
 __all__ = ["main"]
 
@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pred", required=True, help="folder of predicted label maps (NIfTI, or 2D PNG/BMP/TIFF)")
     parser.add_argument("--ref", required=True, help="folder of reference label maps (matched by name)")
     parser.add_argument("--output", required=True, help="folder for metrics.csv, summary.json, boxplot.png")
-    parser.add_argument("--protocol", default="standard", choices=PROTOCOLS)
+    parser.add_argument("--protocol", default="standard", choices=EVALUATION_PROTOCOLS,
+                        help="standard, transunet, or a paper's protocol: svanet, uctransnet, awesome_unet, msga, afma")
     parser.add_argument("--classes", nargs="+", default=None, help="class names by label id, background first")
     parser.add_argument("--spacing", nargs="+", type=float, default=None,
                         help="pixel size (row, column) of 2D files, which carry none (default: HD95 in pixels)")

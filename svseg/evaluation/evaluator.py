@@ -7,6 +7,9 @@ The Python API under ``svseg evaluate`` and under the bundles' ``evaluating`` ru
 * :func:`write_report` - ``metrics.csv``, ``summary.json`` and ``boxplot.png`` (atomic writes);
 * :func:`summarize` - the summary of a table in either protocol: per-case means, and the
   dataset-level ("micro") Dice and IoU of the pooled ``tp, fp, fn`` counts that SvANet reports;
+* the papers' protocols ``svanet``, ``uctransnet``, ``awesome_unet``, ``msga``, ``afma``
+  (:mod:`svseg.evaluation.protocols`): :func:`evaluate_case`, :func:`summarize` and
+  :func:`write_report` hand them to that module, the rest is shared;
 * :func:`evaluate_folders` - NIfTI volumes or 2D masks (PNG, BMP, TIFF; JPEG references),
   predictions and references matched by case id (:func:`svseg.io.match_files`).
 
@@ -30,13 +33,19 @@ from tqdm.auto import tqdm
 
 from svseg.evaluation.labels import ClassNames, class_name_list, label_boxes, label_pair, load_label_volume, union_box
 from svseg.evaluation.metrics import (
-    PROTOCOLS,
     case_iou,
     micro_scores,
     normalize_spacing,
     overlap_counts,
     standard_case_metrics,
     transunet_case_metrics,
+)
+from svseg.evaluation.protocols import (
+    PROTOCOL_SOURCES,
+    check_protocol,
+    is_paper_protocol,
+    protocol_case_rows,
+    protocol_summary,
 )
 from svseg.evaluation.small_objects import object_metrics, summarize_objects, write_object_table
 from svseg.errors import InputError
@@ -55,8 +64,7 @@ __all__ = [
 METRIC_COLUMNS = ("case", "class", "dice", "hd95")
 
 def _check_protocol(protocol: str) -> None:
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
+    check_protocol(protocol)
 
 
 def evaluate_case(
@@ -79,7 +87,9 @@ def evaluate_case(
         spacing: voxel (pixel) size per axis, 3 values for a volume, 2 for an image (``standard``
             protocol; ``None`` = voxel/pixel units). Ignored by the ``transunet`` protocol, which is
             defined in voxel units.
-        protocol: ``"standard"`` or ``"transunet"`` (see :mod:`svseg.evaluation.metrics`).
+        protocol: ``"standard"`` or ``"transunet"`` (see :mod:`svseg.evaluation.metrics`), or a
+            paper protocol (:mod:`svseg.evaluation.protocols`, rows of
+            :func:`~svseg.evaluation.protocols.protocol_case_rows`; ``spacing`` unused).
         case: case identifier written in the ``case`` column (default ``"case"``).
 
     Returns:
@@ -92,6 +102,8 @@ def evaluate_case(
         dataset-level scores; ``ndim`` is 2 for an image, 3 for a volume (pixels or voxels).
     """
     _check_protocol(protocol)
+    if is_paper_protocol(protocol):
+        return protocol_case_rows(pred, ref, class_names, protocol, case=case)
     p, r, names = label_pair(pred, ref, class_names)
     sp = normalize_spacing(spacing, p.ndim) if protocol == "standard" else None
     n_labels = len(names) - 1
@@ -150,8 +162,12 @@ def summarize(rows: Sequence[Mapping[str, Any]], protocol: str) -> dict:
     ``micro_dice = 2TP / (2TP + FP + FN)`` and ``micro_iou = TP / (TP + FP + FN)``, SvANet's numbers
     (null for a class that appears nowhere); overall, the mean over classes of the class micro
     scores (as a mean IoU over classes). The per-case means stay under ``dice`` and ``iou``.
+
+    A paper protocol: :func:`svseg.evaluation.protocols.protocol_summary`.
     """
     _check_protocol(protocol)
+    if is_paper_protocol(protocol):
+        return protocol_summary(rows, protocol)
     classes: dict[str, dict] = {}
     order: list[str] = []
     for row in rows:
@@ -217,6 +233,8 @@ def _spacing_record(rows: Sequence[Mapping[str, Any]], protocol: str, spacing: A
     evaluated without one).
     """
     grid = "pixel units" if _all_2d(rows) else "voxel units"
+    if is_paper_protocol(protocol):
+        return f"{grid} (the {protocol} protocol measures no distances)", False
     if protocol == "transunet":
         return f"{grid} (the transunet protocol ignores spacing)", False
     if spacing is not None:
@@ -244,7 +262,8 @@ def write_report(
     Args:
         rows: rows from :func:`evaluate_case` (any number of cases).
         output_dir: folder to write into (created if needed).
-        protocol: ``"standard"`` or ``"transunet"``.
+        protocol: ``"standard"``, ``"transunet"`` or a paper protocol (``units.hd95`` then says
+            ``"not computed"`` and the ``hd95`` column is NaN).
         spacing: the spacing used, recorded in the summary (a sequence, or ``{case: spacing}``).
             Default: the per-case ``spacing`` of the rows (``{case: spacing}``), or ``"voxel units
             (no spacing given)"`` when no row has one (``"pixel units ..."`` when every row is a 2D
@@ -266,6 +285,8 @@ def write_report(
     summary["spacing"] = to_json_safe(record)
     grid_unit = "pixels" if _all_2d(rows) else "voxels"
     summary["units"] = {"hd95": "spacing units (mm for NIfTI)" if physical else grid_unit}
+    if is_paper_protocol(protocol):
+        summary["units"] = {"hd95": f"not computed ({PROTOCOL_SOURCES[protocol].split(' ')[0]} reports no HD95)"}
     extra = dict(extra or {})
     extra_files = extra.pop("files", {})
     summary.update(extra)
@@ -318,7 +339,9 @@ def evaluate_folders(
         output_dir: where ``metrics.csv``, ``summary.json``, ``boxplot.png`` (and
             ``small_objects.csv`` when asked) are written.
         protocol: ``"standard"`` (spacing-aware, from each reference header unless ``spacing`` is
-            given) or ``"transunet"`` (voxel units, medpy-identical).
+            given), ``"transunet"`` (voxel units, medpy-identical) or a paper protocol
+            (``svanet``, ``uctransnet``, ``awesome_unet``, ``msga``, ``afma``:
+            :mod:`svseg.evaluation.protocols`).
         class_names: names indexed by label id, background first; ``None`` = ``class_<id>`` up to the
             largest label found in the references.
         spacing: pixel size (row, column) of the 2D files, which carry none: ``None`` = HD95 in

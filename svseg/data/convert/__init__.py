@@ -32,6 +32,14 @@ Modules: :mod:`~svseg.data.convert.common` (input checks, output folder, case se
 ``dataset.json`` and stamp; the files themselves are written by :class:`svseg.data.layout.LayoutWriter`),
 one module per data set (:mod:`~svseg.data.convert.synapse`, :mod:`~svseg.data.convert.lits`,
 :mod:`~svseg.data.convert.acdc`), and :func:`prepare` here.
+
+The five papers' published layouts are converted into svseg's own format, the nnU-Net v2 raw layout with the
+paper's split in ``splits_final.json`` and its evaluation protocol in ``dataset.json``
+(:mod:`~svseg.data.convert.paper_common`): ``svanet`` (SvANet's ``dataset/<Set>``), ``uctransnet``
+(UCTransNet / SA2-Net MoNuSeg and GlaS), ``awesome_unet`` (Awesome-U-Net ISIC 2018), ``msga`` (MSGA's CHAOS
+slices, re-stacked per subject) and ``afma`` (AFMA's LiTS ``.npy`` slices)::
+
+    prepare("uctransnet", "/data/MoNuSeg", "/data/svseg/monuseg")
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from svseg.data.convert.acdc import convert_acdc, read_acdc_info
+from svseg.data.convert.afma_lits import convert_afma_lits
+from svseg.data.convert.awesome_unet import convert_awesome_unet
 from svseg.data.convert.common import (
     CONVERTER_VERSION,
     STAMP_NAME,
@@ -50,7 +60,11 @@ from svseg.data.convert.common import (
     load_volume,
 )
 from svseg.data.convert.lits import convert_lits
+from svseg.data.convert.msga import convert_msga
+from svseg.data.convert.paper_common import LAYOUTS, identify_layout
+from svseg.data.convert.svanet import convert_svanet
 from svseg.data.convert.synapse import convert_synapse, validate_transunet_folder
+from svseg.data.convert.uctransnet import convert_uctransnet
 from svseg.data.demo import prepare_demo
 
 __all__ = [
@@ -61,6 +75,14 @@ __all__ = [
     "convert_synapse",
     "convert_lits",
     "convert_acdc",
+    "convert_svanet",
+    "convert_uctransnet",
+    "convert_awesome_unet",
+    "convert_msga",
+    "convert_afma_lits",
+    "LAYOUTS",
+    "identify_layout",
+    "CONVERTERS",
     "validate_transunet_folder",
     "load_volume",
     "check_pair",
@@ -69,15 +91,26 @@ __all__ = [
 ]
 
 
+#: the converters behind ``prepare(name, ...)``: the named data sets' downloads and the papers' layouts
+CONVERTERS = {
+    "synapse": convert_synapse, "lits": convert_lits, "acdc": convert_acdc,
+    "svanet": convert_svanet, "uctransnet": convert_uctransnet, "awesome_unet": convert_awesome_unet,
+    "msga": convert_msga, "afma": convert_afma_lits,
+}
+
+
 def prepare(name: str, source: str | os.PathLike | None = None, output: str | os.PathLike | None = None, **opts: Any) -> Path:
     """Make a data set trainable: convert a download (or build the demo) and return the folder.
 
     Args:
-        name: ``synapse``, ``lits``, ``acdc`` or ``demo``.
+        name: ``synapse``, ``lits``, ``acdc``, ``demo``, or a paper's layout: ``svanet``, ``uctransnet``,
+            ``awesome_unet``, ``msga``, ``afma``.
         source: the downloaded release (not used for ``demo``).
         output: destination folder (default ``$SVSEG_DATA_DIR/<name>``).
         opts: options of the converter (:func:`convert_synapse`, :func:`convert_lits`,
-            :func:`convert_acdc`, :func:`svseg.data.demo.prepare_demo`), e.g. ``overwrite=True``.
+            :func:`convert_acdc`, :func:`convert_svanet`, :func:`convert_uctransnet`, :func:`convert_awesome_unet`,
+            :func:`convert_msga`, :func:`convert_afma_lits`, :func:`svseg.data.demo.prepare_demo`), e.g.
+            ``overwrite=True``.
 
     Raises:
         ValueError: unknown name, or no ``source`` for a data set that needs one.
@@ -88,9 +121,8 @@ def prepare(name: str, source: str | os.PathLike | None = None, output: str | os
             opts["force"] = opts.pop("overwrite")
         opts.pop("progress", None)
         return prepare_demo(output, **opts)
-    converters = {"synapse": convert_synapse, "lits": convert_lits, "acdc": convert_acdc}
-    if key not in converters:
-        raise ValueError(f"unknown dataset name {name!r}; prepare() knows {sorted(converters) + ['demo']}.")
+    if key not in CONVERTERS:
+        raise ValueError(f"unknown dataset name {name!r}; prepare() knows {sorted(CONVERTERS) + ['demo']}.")
     if source is None:
         raise ValueError(f"source is required for dataset {key!r}: the folder of the downloaded release.")
-    return converters[key](source, output, **opts)
+    return CONVERTERS[key](source, output, **opts)
