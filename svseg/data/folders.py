@@ -58,6 +58,7 @@ class FolderDataset:
     spacing: list[float] | None = None
     source: Path | None = None
     protocol: str = "standard"
+    intensity: dict | None = None
 
     @property
     def suffixes(self) -> set[str]:
@@ -340,6 +341,10 @@ def open_folder(dataset: str | os.PathLike, labels: Sequence[str] | None = None)
     recorded = doc.get("svseg") if isinstance(doc.get("svseg"), dict) else {}
     if recorded.get("protocol"):  # a data set written by an svseg converter names its paper's protocol
         folder.protocol = str(recorded["protocol"])
+    if recorded.get("intensity") is not None:  # ... and its paper's intensity rule, which then replaces the plan's
+        if not isinstance(recorded["intensity"], dict):
+            raise InputError(source, f"svseg.intensity must be an intensity rule object, got {recorded['intensity']!r}")
+        folder.intensity = dict(recorded["intensity"])
     return folder
 
 

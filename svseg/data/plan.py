@@ -15,7 +15,8 @@ three layouts of :mod:`svseg.data.folders`:
    and any other grey channel: per-image z-score; RGB: ImageNet mean/std; nnU-Net's ``noNorm`` and
    ``rescale_to_0_1`` channel names as nnU-Net reads them), 2D or 3D, the slice axis, the 2D input
    size per bundle, and the folds (the data set's own ``splits_final.json`` or Decathlon
-   ``validation`` list, else a seeded 5-fold split).
+   ``validation`` list, else a seeded 5-fold split). A data set written by an svseg converter may state its
+   paper's rule (``dataset.json`` ``"svseg": {"intensity": {...}}``, e.g. AFMA's HU clip): it is used as it is.
 
 A second run reuses ``plan.json`` while its fingerprint (the ``dataset.json`` bytes, every case file's
 size and modification time, and the plan settings) is unchanged; any change re-plans.
@@ -40,6 +41,7 @@ from scipy import ndimage
 from svseg.data.check import check_case, read_checked
 from svseg.data.folders import FolderDataset, open_folder
 from svseg.data.specs import SVANET_BINS, DatasetSpec, get_dataset, list_datasets
+from svseg.data.transforms import check_rule
 from svseg.errors import InputError
 from svseg.io import atomic_save_json
 
@@ -293,7 +295,12 @@ def plan_dataset(dataset: str | os.PathLike, labels: Sequence[str] | None = None
     m = _measure(folder, n_channels, seed, axis)
     channel_names = folder.channel_names or (["R", "G", "B"] if n_channels == 3 else
                                              [f"channel_{c}" for c in range(n_channels)])
-    rule = _rule_for(folder.channel_names, m["stats"], n_channels)
+    rule = folder.intensity or _rule_for(folder.channel_names, m["stats"], n_channels)
+    if folder.intensity is not None:
+        try:
+            check_rule(rule)
+        except (ValueError, KeyError) as e:
+            raise InputError(folder.source or folder.root, f"svseg.intensity is not a valid intensity rule: {e}") from e
     shapes = m["shapes"]
     if spacings is not None:
         in_plane = [float(np.median(shapes[:, i])) for i in range(3) if i != axis]

@@ -40,6 +40,7 @@ __all__ = [
     "zscore",
     "apply_intensity",
     "apply_intensity_channels",
+    "check_rule",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "PercentileMinMaxd",
@@ -139,6 +140,11 @@ def _rule_arguments(rule: Mapping[str, Any]) -> tuple[str, tuple]:
         return "none", ()
     raise ValueError(f"unknown intensity rule {kind!r}; expected 'ct_window', 'minmax', 'zscore', 'ct_zscore', "
                      "'rgb_imagenet', 'per_channel' or 'none'.")
+
+
+def check_rule(rule: Mapping[str, Any]) -> str:
+    """The kind of an intensity rule; raises ``ValueError``/``KeyError`` for an unknown rule or a missing field."""
+    return _rule_arguments(rule)[0]
 
 
 def apply_intensity(x: np.ndarray, rule: Mapping[str, Any]) -> np.ndarray:

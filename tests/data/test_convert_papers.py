@@ -15,7 +15,7 @@ from PIL import Image
 from data_prep.afma import main as afma_main
 from data_prep.uctransnet import main as uctransnet_main
 from svseg.cli import main as svseg_main
-from svseg.data import plan_dataset, prepare
+from svseg.data import apply_intensity, plan_dataset, prepare
 from svseg.data.convert import ConversionError, identify_layout
 from svseg.data.convert.paper_common import kfold_splits
 from tests.data.paper_layouts import write_afma, write_awesome_isic, write_msga, write_svanet, write_uctransnet
@@ -226,6 +226,11 @@ def test_afma_lits_clipped_float_tiffs(tmp_path):
     doc = load(out / "dataset.json")
     assert doc["channel_names"] == {"0": "noNorm", "1": "noNorm", "2": "noNorm"} and doc["file_ending"] == ".tif"
     assert doc["svseg"]["protocol"] == "afma" and "[-250, 250]" in doc["svseg"]["intensity_applied"]
+    # the plan takes AFMA's rule as it is: a raw slice given to the bundles is clipped the same way
+    rule = plan_dataset(out)["intensity"]
+    assert rule == {"rule": "ct_window", "a_min": -250.0, "a_max": 250.0, "b_min": -250.0, "b_max": 250.0}
+    hu = np.array([[-1000.0, -100.0, 40.0, 3000.0]], np.float32)
+    assert apply_intensity(hu, rule).tolist() == [[-250.0, -100.0, 40.0, 250.0]]
     assert doc["labels"] == {"background": 0, "liver": 1, "tumour": 2}
     raw = np.load(src / "train" / "volume-0_1.npy")
     for c in range(3):

@@ -13,7 +13,9 @@ The layout (``data/LiTS.py: LiTS_Dataset``; the folder names follow ``main.py``'
 background 0, liver 1, liver tumour 2 (``CLASSES``).
 
 svseg applies that rule once: each channel becomes a float32 ``<case>_000<c>.tif`` clipped to [-250, 250]
-(no rescaling, as AFMA), with ``channel_names`` ``noNorm`` so the plan does not normalise again; masks become
+(no rescaling, as AFMA), with ``channel_names`` ``noNorm`` and the rule itself in ``dataset.json``
+(``svseg.intensity``: ``ct_window`` to [-250, 250] without rescaling), which the plan uses as it is, so the
+bundles clip a raw slice given to ``svseg predict`` the same way; masks become
 uint8 ``<case>.tif`` class ids. A raw slice given to ``svseg predict`` later is not clipped by the plan: clip it
 the same way first. Refused: a mask value outside {0, 1, 2} or not whole, a mask shape that is not the
 image's (H, W), NaN/Inf HU values, a missing mask (training and validation; the test masks are optional, as
@@ -139,7 +141,10 @@ def convert_afma_lits(source: PathLike, output: PathLike | None = None, window: 
         writer.finish(name, {str(c): "noNorm" for c in range(n_channels or 1)}, LITS_CLASSES,
                       {"source_layout": "afma", "paper": "AFMA (Sang et al., TPAMI 2022), LiTS", "protocol": "afma",
                        "split": text, "intensity_applied": f"HU clipped to [{lo:g}, {hi:g}] (AFMA data/LiTS.py "
-                       "normalise), no rescaling; channel_names noNorm so svseg does not normalise again"},
+                       "normalise), no rescaling",
+                       # the same rule for the bundles, so a raw LiTS slice given to svseg predict is clipped too
+                       # (clipping is idempotent: the converted slices are unchanged by it)
+                       "intensity": {"rule": "ct_window", "a_min": lo, "a_max": hi, "b_min": lo, "b_max": hi}},
                       splits, {"window": [lo, hi]})
         log.info("AFMA LiTS: %d training, %d test slices", len(writer.training), len(writer.test))
     return out
