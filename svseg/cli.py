@@ -7,7 +7,7 @@ Subcommands (``svseg <command> --help`` explains every option)::
     svseg plan      FOLDER [--labels NAME ...]                      check and plan your own data set folder
     svseg train     --bundle NAME [--resume auto] [--tracking mlflow] [--override KEY=VALUE ...]
     svseg predict   --bundle NAME --input FILE|DIR --output DIR [--checkpoint FILE] [--device cpu]
-    svseg evaluate  --pred DIR --ref DIR --protocol standard|transunet --output DIR [--images DIR]
+    svseg evaluate  --pred DIR --ref DIR [--protocol NAME] [--dataset FOLDER] --output DIR [--images DIR]
     svseg report    OUTPUT_DIR [--images DIR]
 
 Also runnable as ``python -m svseg.cli``. Each command calls one documented function
