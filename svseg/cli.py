@@ -145,14 +145,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from svseg.report import format_summary, record_sources, write_overlays
     from svseg.runtime import progress_enabled
 
-    classes, spacing = args.classes, None
-    if args.dataset is not None:  # a named data set or a planned folder: its classes (and 2D pixel spacing)
+    classes, spacing, protocol = args.classes, None, args.protocol
+    if args.dataset is not None:  # a named data set or a planned folder: its classes, protocol, 2D pixel spacing
         from svseg.data import dataset_spec
 
         spec = dataset_spec(_dataset_arg(args.dataset))
         classes = classes or list(spec.class_names)
         spacing = spec.spacing_2d
-    args.classes = classes
+        protocol = protocol or spec.protocol
+    args.classes, args.protocol = classes, protocol or "standard"
     summary = evaluate_folders(args.pred, args.ref, args.output, protocol=args.protocol, class_names=args.classes,
                                spacing=spacing,
                                small_objects=args.small_objects, allow_missing=args.allow_missing,
@@ -281,11 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Calls svseg.evaluation.evaluate_folders.")
     p.add_argument("--pred", required=True, help="folder of predicted NIfTI label maps")
     p.add_argument("--ref", required=True, help="folder of reference NIfTI label maps")
-    p.add_argument("--protocol", default="standard",
+    p.add_argument("--protocol", default=None,
                    choices=("standard", "transunet", "svanet", "uctransnet", "awesome_unet", "msga", "afma"),
                    help="standard: spacing-aware HD95 in mm, NaN for empty references; transunet: medpy-identical "
                         "voxel-unit Dice/HD95 as in the published Synapse/ACDC tables; svanet, uctransnet, "
-                        "awesome_unet, msga, afma: each paper's own metric code (svseg.evaluation.protocols)")
+                        "awesome_unet, msga, afma: each paper's own metric code (svseg.evaluation.protocols); "
+                        "default: the --dataset's protocol (a converted paper data set names its own), else standard")
     p.add_argument("--output", required=True, help="folder for metrics.csv, summary.json and the pictures")
     p.add_argument("--classes", nargs="+", default=None, metavar="NAME",
                    help="class names by label id, background first (default: the --dataset's, else class_<id>)")

@@ -241,3 +241,21 @@ def test_nnunet_rgb_png_one_file_three_channel_names(tmp_path):
     plan = plan_dataset(ds)
     assert plan["spatial_dims"] == 2 and plan["in_channels"] == 3
     assert plan["intensity"]["rule"] == "rgb_imagenet"
+
+
+def test_evaluate_takes_classes_and_protocol_from_the_dataset(tmp_path, capsys):
+    """`svseg evaluate --dataset` uses the data set's class names and the protocol its dataset.json names."""
+    root = write_image_folder(tmp_path / "set")
+    doc = json.loads((root / "dataset.json").read_text())
+    doc["svseg"] = {"protocol": "uctransnet"}
+    (root / "dataset.json").write_text(json.dumps(doc))
+    out = tmp_path / "eval"
+    rc = main(["evaluate", "--pred", str(root / "masks"), "--ref", str(root / "masks"), "--dataset", str(root),
+               "--output", str(out), "--no-plot"])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["protocol"] == "uctransnet"
+    assert list(summary["classes"]) == ["spot"]
+    rc = main(["evaluate", "--pred", str(root / "masks"), "--ref", str(root / "masks"), "--dataset", str(root),
+               "--output", str(tmp_path / "eval2"), "--no-plot", "--protocol", "standard"])
+    assert rc == 0 and json.loads((tmp_path / "eval2" / "summary.json").read_text())["protocol"] == "standard"
