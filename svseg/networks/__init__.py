@@ -6,9 +6,10 @@ Each network lives in its own module (``afma``, ``msa2net``, ``msga``, ``sa2net`
 from __future__ import annotations
 
 from .afma import AFMA
+from .authors import load_authors_weights
 from .msa2net import MSA2Net
 from .msga import MSGA
 from .sa2net import SA2Net
 from .svanet import SvANet
 
-__all__ = ["SA2Net", "MSA2Net", "AFMA", "SvANet", "MSGA"]
+__all__ = ["SA2Net", "MSA2Net", "AFMA", "SvANet", "MSGA", "load_authors_weights"]

@@ -8,11 +8,10 @@ the authors' training-only imports, a working folder for hard-coded paths), neve
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 
 from svseg.evaluation import evaluate_case, summarize
 from tests.evaluation.test_protocols import BINARY, THREE, absent_pair, empty, missed, single
+from tests.fidelity.authors import authors_dir, load_file, stub
 
 pytestmark = pytest.mark.fidelity
 
@@ -29,40 +29,6 @@ CASE_SETS = {
     "missed+single": ([missed(), single()], BINARY),
     "absent_class": (list(absent_pair()), THREE),
 }
-
-
-def authors_dir(repo: str) -> Path:
-    root = os.environ.get("SVSEG_AUTHORS_DIR")
-    if not root:
-        pytest.skip("SVSEG_AUTHORS_DIR is not set (a folder with one checkout of each authors' repository)")
-    path = Path(root) / repo
-    if not path.is_dir():
-        pytest.skip(f"{path} does not exist: put the {repo} repository there")
-    return path
-
-
-@pytest.fixture
-def isolated_imports(monkeypatch):
-    """Restore ``sys.modules`` afterwards: the authors' top-level names (``utils``, ``lib``) must not leak."""
-    before = set(sys.modules)
-    yield monkeypatch
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
-
-
-def stub(monkeypatch, name: str, **attrs) -> ModuleType:
-    module = ModuleType(name)
-    module.__dict__.update(attrs)
-    monkeypatch.setitem(sys.modules, name, module)
-    return module
-
-
-def load_file(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def ours(protocol, cases, names):
