@@ -14,8 +14,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
-__all__ = ["authors_dir", "stub", "load_file"]
+__all__ = ["authors_dir", "stub", "load_file", "randomize_constant_state", "used_parameters", "output_atol"]
 
 
 def authors_dir(repo: str) -> Path:
@@ -44,3 +45,31 @@ def load_file(name: str, path: Path) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def randomize_constant_state(model: torch.nn.Module) -> None:
+    """Random running statistics, and noise on every floating tensor initialised to one constant (norm weights
+    and biases, PReLU slopes, zero-initialised attention ``gamma`` and biases), so that a transfer that swaps or
+    forgets one of them shows in the outputs."""
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                t.uniform_(0.5, 1.5)
+            elif name.endswith("running_mean") or bool((t == t.flatten()[0]).all()):
+                t.add_(0.1 * torch.randn_like(t))
+
+
+def used_parameters(model: torch.nn.Module, outputs) -> dict[str, int]:
+    """Names and sizes of the parameters that receive a gradient from a backward of all ``outputs``: the
+    parameters a forward pass uses (the authors build some modules they never call)."""
+    model.zero_grad(set_to_none=True)
+    sum(o.float().sum() for o in outputs).backward()
+    return {n: p.numel() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def output_atol(reference: torch.Tensor) -> float:
+    """1e-5 of the output's scale: a relative tolerance alone cannot hold where a value crosses zero, and
+    summation-order differences grow with the scale of the output."""
+    return 1e-5 * float(reference.detach().abs().max())
