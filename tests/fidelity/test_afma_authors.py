@@ -32,10 +32,9 @@ pytestmark = pytest.mark.fidelity
 ATT_DEPTH = 2
 
 
-@pytest.fixture
-def authors_unet(isolated_imports):
+def import_authors(mp):
+    """The authors' ``models.unet.unet_model`` module (``My_unet``); downloads are made to fail."""
     root = authors_dir("AFMA")
-    mp = isolated_imports
     mp.syspath_prepend(str(root))
     for name in [m for m in sys.modules if m == "models" or m.startswith("models.")]:
         mp.delitem(sys.modules, name)  # another repository's ``models`` package (Multi-Scale-Attention has one)
@@ -50,6 +49,11 @@ def authors_unet(isolated_imports):
 
     mp.setattr(torch.hub, "load_state_dict_from_url", no_download)
     return importlib.import_module("models.unet.unet_model")
+
+
+@pytest.fixture
+def authors_unet(isolated_imports):
+    return import_authors(isolated_imports)
 
 
 def build_theirs(module, classes: int) -> torch.nn.Module:

@@ -31,10 +31,9 @@ from tests.fidelity.authors import authors_dir, output_atol, randomize_constant_
 pytestmark = pytest.mark.fidelity
 
 
-@pytest.fixture
-def authors_daf(isolated_imports):
+def import_authors(mp):
+    """The authors' ``models.my_stacked_danet`` module (``DAF_stack``); downloads are made to fail."""
     root = authors_dir("Multi-Scale-Attention") / "src"
-    mp = isolated_imports
     mp.syspath_prepend(str(root))
     for name in [m for m in sys.modules if m == "models" or m.startswith("models.")]:
         mp.delitem(sys.modules, name)  # another repository's ``models`` package (AFMA has one)
@@ -44,6 +43,11 @@ def authors_daf(isolated_imports):
 
     mp.setattr(torch.hub, "load_state_dict_from_url", no_download)
     return importlib.import_module("models.my_stacked_danet")
+
+
+@pytest.fixture
+def authors_daf(isolated_imports):
+    return import_authors(isolated_imports)
 
 
 def test_outputs_and_used_parameters_equal(authors_daf):

@@ -28,13 +28,18 @@ pytestmark = pytest.mark.fidelity
 SIZE = 64  # the smallest convenient size: four 2x poolings leave a 4x4 bottom feature
 
 
+def import_authors(mp):
+    """The authors' ``nets.sasanet`` module (``MyNet``) from ``MoNuSeg_GLaS/`` of their checkout."""
+    root = authors_dir("SA2-Net") / "MoNuSeg_GLaS"
+    mp.syspath_prepend(str(root))
+    for name in [m for m in sys.modules if m == "nets" or m.startswith("nets.")]:
+        mp.delitem(sys.modules, name)  # another repository's ``nets`` package
+    return importlib.import_module("nets.sasanet")
+
+
 @pytest.fixture
 def authors_sasanet(isolated_imports):
-    root = authors_dir("SA2-Net") / "MoNuSeg_GLaS"
-    isolated_imports.syspath_prepend(str(root))
-    for name in [m for m in sys.modules if m == "nets" or m.startswith("nets.")]:
-        isolated_imports.delitem(sys.modules, name)  # another repository's ``nets`` package
-    return importlib.import_module("nets.sasanet")
+    return import_authors(isolated_imports)
 
 
 @pytest.mark.parametrize("n_classes", [1, 2])

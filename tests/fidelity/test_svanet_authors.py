@@ -33,8 +33,8 @@ CLASSES = 2
 PAPER_PARAMETERS = 202_434_290  # docs/networks.md: svseg = the authors' used = the authors' built
 
 
-def build_authors(mp):
-    """The authors' SegEncoderDecoder at the paper configuration, resize_shape SIZE, on the CPU."""
+def build_authors(mp, size: int = SIZE, classes: int = CLASSES):
+    """The authors' SegEncoderDecoder at the paper configuration, resize_shape ``size``, on the CPU."""
     root = authors_dir("SvANet")
     mp.syspath_prepend(str(root))
     mp.chdir(root)  # their importModule lists the model folders relative to the working directory
@@ -43,17 +43,18 @@ def build_authors(mp):
     stub(mp, "einops", rearrange=None)
     opt = importlib.import_module("opts").Opts().parse(PAPER_ARGS)
     # what their paramsInit derives from the dataset: image size, classes, device
-    opt.resize_shape = SIZE
-    opt.seg_num_classes = opt.cls_num_classes = opt.num_classes = CLASSES
+    opt.resize_shape = size
+    opt.seg_num_classes = opt.cls_num_classes = opt.num_classes = classes
     opt.device = torch.device("cpu")
     torch.manual_seed(0)
     np.random.seed(0)
     return importlib.import_module("lib.model").getModel(opt)
 
 
-def build_pair(mp):
-    theirs = build_authors(mp)
-    ours = SvANet(2, 3, CLASSES, pretrained=False, img_size=SIZE)
+def build_pair(mp, size: int = SIZE, classes: int = CLASSES):
+    """The authors' model and svseg's with the same weights (also used by benchmarks/versus_authors.py)."""
+    theirs = build_authors(mp, size, classes)
+    ours = SvANet(2, 3, classes, pretrained=False, img_size=size)
     load_authors_weights(ours, theirs.state_dict())
     return ours, theirs
 

@@ -1,0 +1,230 @@
+"""svseg against the authors' code, side by side in one process: eval forward and a train step, as ratios.
+
+For each network the authors' model is built from a local checkout (``$SVSEG_AUTHORS_DIR/<repo>``, the layout
+of ``tests/fidelity/``) by the same builders the fidelity tests use, so the two timed models are the ones
+proven equal there; where the weights fit (the configurations of the fidelity tests) they are copied across
+with ``svseg.networks.load_authors_weights``. Then, interleaved (svseg, authors, svseg, authors, ...), with the
+same thread count, inputs and precision (fp32):
+
+* **eval**: one forward at batch 1 under ``torch.no_grad()`` in eval mode;
+* **train**: forward in train mode, the paper loss, backward and an optimiser step (SGD, momentum 0.9) at
+  batch 2. The loss is svseg's implementation of the paper's loss (``svseg.losses``, checked equal to the
+  authors' own in ``docs/networks.md``) applied to each side's outputs, so both sides pay the same loss cost
+  and the ratio measures the networks.
+
+The median of ``--repeats`` runs after one warm-up each is reported; the ratio is the authors' time over
+svseg's (above 1: svseg is faster). ``--write docs/benchmarks.md`` replaces the section between
+``<!-- versus-authors:begin -->`` and ``<!-- versus-authors:end -->``, stamped with the machine, the date and
+the load average before and after.
+
+Usage (from the repository root)::
+
+    SVSEG_AUTHORS_DIR=~/authors python benchmarks/versus_authors.py --threads 2 --repeats 3 --write docs/benchmarks.md
+    python benchmarks/versus_authors.py --networks SA2Net MSGA --device cuda
+
+Needs the authors' runtime imports where their forward uses them (``einops`` for MSA-2Net).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import cpu_summary  # noqa: E402
+from svseg.io import atomic_write  # noqa: E402
+from svseg.losses import AFMALoss, BoundaryDoULoss, DeepSupervisionDiceBCELoss, LabelCrossEntropyLoss, MSGALoss  # noqa: E402
+from svseg.networks import AFMA, MSGA, SA2Net, load_authors_weights  # noqa: E402
+from tests.fidelity import test_afma_authors, test_msa2net_authors, test_msga_authors  # noqa: E402
+from tests.fidelity import test_sa2net_authors, test_svanet_authors  # noqa: E402
+
+BEGIN, END = "<!-- versus-authors:begin -->", "<!-- versus-authors:end -->"
+
+
+def svanet_pair(mp):
+    """SvANet at 512 (the paper's crop), 2 classes (ISIC 2018)."""
+    ours, theirs = test_svanet_authors.build_pair(mp, size=512, classes=2)
+    return ours, theirs, 3, 512, 2, LabelCrossEntropyLoss()
+
+
+def msa2net_pair(mp):
+    """MSA2Net at 224, 9 classes (Synapse)."""
+    ours, theirs = test_msa2net_authors.build_pair(mp)
+    return ours, theirs, 1, 224, 9, BoundaryDoULoss(9)
+
+
+def afma_pair(mp):
+    """AFMA U-Net / ResNet-50 at 512, att_depth 2, 12 classes (the one class count where both build the same
+    model; the paper's LiTS has 3, where the authors still build 12 attention channels)."""
+    module = test_afma_authors.import_authors(mp)
+    theirs = test_afma_authors.build_theirs(module, 12)
+    ours = AFMA(2, 3, 12, "unet", "resnet50", att_depth=test_afma_authors.ATT_DEPTH, pretrained=False)
+    load_authors_weights(ours, theirs.state_dict())
+    return ours, theirs, 3, 512, 12, AFMALoss(att_depth=test_afma_authors.ATT_DEPTH)
+
+
+def sa2net_pair(mp):
+    """SA2-Net at 224, 2 classes (with one class the authors apply a sigmoid inside the model)."""
+    theirs = test_sa2net_authors.import_authors(mp).MyNet(n_channels=3, base_channel=64, n_classes=2)
+    ours = SA2Net(2, 3, 2)
+    load_authors_weights(ours, theirs.state_dict())
+    return ours, theirs, 3, 224, 2, DeepSupervisionDiceBCELoss()
+
+
+def msga_pair(mp):
+    """MSGA (ResNeXt-101 backbone) at 256, 5 classes (CHAOS)."""
+    theirs = test_msga_authors.import_authors(mp).DAF_stack()
+    ours = MSGA(2, 1, 5, pretrained=False, init_weights=False)
+    load_authors_weights(ours, theirs.state_dict())
+    return ours, theirs, 1, 256, 5, MSGALoss()
+
+
+PAIRS: dict[str, Callable] = {"SvANet": svanet_pair, "MSA2Net": msa2net_pair, "AFMA": afma_pair,
+                              "SA2Net": sa2net_pair, "MSGA": msga_pair}
+
+
+def like(theirs: Any, ours: Any) -> Any:
+    """The authors' outputs in svseg's structure (same order; flat vectors reshaped), for svseg's loss."""
+    if isinstance(ours, torch.Tensor):
+        return theirs[0] if isinstance(theirs, (tuple, list)) else theirs
+    if len(theirs) != len(ours):
+        raise ValueError(f"the authors' model returns {len(theirs)} outputs, svseg's {len(ours)}")
+    return type(ours)(t.reshape(o.shape) for t, o in zip(theirs, ours))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def measure(name: str, repeats: int, device: torch.device, skip_train: bool) -> dict:
+    mp = pytest.MonkeyPatch()
+    try:
+        ours, theirs, channels, size, classes, loss = PAIRS[name](mp)
+        ours, theirs = ours.to(device), theirs.to(device)
+        gen = torch.Generator().manual_seed(0)
+        x1 = torch.randn(1, channels, size, size, generator=gen).to(device)
+        x2 = torch.randn(2, channels, size, size, generator=gen).to(device)
+        y2 = torch.randint(0, classes, (2, 1, size, size), generator=gen).to(device)
+        times: dict[str, list[float]] = {"ours_eval": [], "theirs_eval": [], "ours_train": [], "theirs_train": []}
+
+        def evaluate(net):
+            net.eval()
+            with torch.no_grad():
+                net(x1)
+
+        template: dict[str, Any] = {}
+        optimisers = {id(n): torch.optim.SGD(n.parameters(), lr=1e-4, momentum=0.9) for n in (ours, theirs)}
+
+        def train(net, is_ours: bool):
+            net.train()
+            opt = optimisers[id(net)]
+            opt.zero_grad(set_to_none=True)
+            out = net(x2)
+            if is_ours:
+                template["out"] = out
+            value = loss(out if is_ours else like(out, template["out"]), y2)
+            value.backward()
+            opt.step()
+
+        for i in range(repeats + 1):  # run 0 warms up both
+            for side, net in (("ours", ours), ("theirs", theirs)):
+                t = timed(lambda: evaluate(net), device)
+                if i:
+                    times[f"{side}_eval"].append(t)
+            if skip_train:
+                continue
+            for side, net in (("ours", ours), ("theirs", theirs)):
+                t = timed(lambda: train(net, side == "ours"), device)
+                if i:
+                    times[f"{side}_train"].append(t)
+        med = {k: statistics.median(v) if v else None for k, v in times.items()}
+        return {"network": name, "size": size, "classes": classes, **med, "runs": times}
+    except pytest.skip.Exception as e:
+        return {"network": name, "skipped": str(e)}
+    finally:
+        mp.undo()
+
+
+def ratio(theirs: float | None, ours: float | None) -> str:
+    return "-" if not theirs or not ours else f"{theirs / ours:.2f}"
+
+
+def table(results: list[dict], stamp: str) -> str:
+    lines = [BEGIN, "", stamp, "",
+             "| network | input | eval: authors / svseg (s) | eval ratio | train step: authors / svseg (s) | train ratio |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        if "skipped" in r:
+            lines.append(f"| {r['network']} | - | skipped: {r['skipped']} | | | |")
+            continue
+        train = (f"{r['theirs_train']:.3f} / {r['ours_train']:.3f}" if r["ours_train"] else "-")
+        lines.append(f"| {r['network']} | {r['size']}², {r['classes']} classes | {r['theirs_eval']:.3f} / "
+                     f"{r['ours_eval']:.3f} | {ratio(r['theirs_eval'], r['ours_eval'])} | {train} | "
+                     f"{ratio(r['theirs_train'], r['ours_train'])} |")
+    lines += ["", "Ratio = the authors' time / svseg's (above 1: svseg is faster). Same process, interleaved, same "
+              "inputs, fp32; eval at batch 1, train step (forward, paper loss, backward, SGD step) at batch 2; "
+              "median of the runs after one warm-up.", "", END]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text() if path.is_file() else ""
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n## svseg against the authors' code, side by side\n\n" + section + "\n"
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--networks", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (both sides)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per side after one warm-up")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--skip-train", action="store_true", help="eval forward only")
+    parser.add_argument("--write", default=None, help="Markdown file whose versus-authors section to replace")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    load_before = os.getloadavg()
+    results = []
+    for name in args.networks:
+        r = measure(name, args.repeats, device, args.skip_train)
+        results.append(r)
+        print({k: v for k, v in r.items() if k != "runs"}, flush=True)
+    load_after = os.getloadavg()
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    stamp = (f"Measured {dt.date.today().isoformat()} on {cpu_summary()}{', ' + gpu if gpu else ''}, torch "
+             f"{torch.__version__}, {args.threads} threads, device {device}, {args.repeats} timed runs per side; "
+             f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after.")
+    section = table(results, stamp)
+    print(section)
+    if args.write:
+        write_section(Path(args.write), section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
