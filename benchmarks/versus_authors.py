@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import os
 import statistics
 import sys
@@ -39,10 +40,14 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+# this folder holds networks.py, a name the authors' repositories use for their own package: keep it off the path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import cpu_summary  # noqa: E402
+_spec = importlib.util.spec_from_file_location("benchmarks_common", HERE / "common.py")
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+cpu_summary = common.cpu_summary
 from svseg.io import atomic_write  # noqa: E402
 from svseg.losses import AFMALoss, BoundaryDoULoss, DeepSupervisionDiceBCELoss, LabelCrossEntropyLoss, MSGALoss  # noqa: E402
 from svseg.networks import AFMA, MSGA, SA2Net, load_authors_weights  # noqa: E402
@@ -116,8 +121,19 @@ def timed(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def forget_authors_modules(before: set[str]) -> None:
+    """Drop the modules the last pair imported from a checkout (or stubbed): the repositories reuse top-level
+    names (``networks``, ``models``, ``nets``, ``utils``), as the fidelity tests' ``isolated_imports`` does."""
+    root = os.path.abspath(os.environ.get("SVSEG_AUTHORS_DIR", "/nonexistent"))
+    for name in set(sys.modules) - before:
+        path = getattr(sys.modules[name], "__file__", None)
+        if path is None or os.path.abspath(path).startswith(root):
+            del sys.modules[name]
+
+
 def measure(name: str, repeats: int, device: torch.device, skip_train: bool) -> dict:
     mp = pytest.MonkeyPatch()
+    before = set(sys.modules)
     try:
         ours, theirs, channels, size, classes, loss = PAIRS[name](mp)
         ours, theirs = ours.to(device), theirs.to(device)
@@ -163,6 +179,7 @@ def measure(name: str, repeats: int, device: torch.device, skip_train: bool) -> 
         return {"network": name, "skipped": str(e)}
     finally:
         mp.undo()
+        forget_authors_modules(before)
 
 
 def ratio(theirs: float | None, ours: float | None) -> str:
