@@ -16,7 +16,8 @@ from types import ModuleType
 import pytest
 import torch
 
-__all__ = ["authors_dir", "stub", "load_file", "randomize_constant_state", "used_parameters", "output_atol"]
+__all__ = ["authors_dir", "stub", "load_file", "use_checkout", "randomize_constant_state", "used_parameters",
+           "output_atol"]
 
 
 def authors_dir(repo: str) -> Path:
@@ -36,6 +37,19 @@ def stub(monkeypatch, name: str, **attrs) -> ModuleType:
     module.__dict__.update(attrs)
     monkeypatch.setitem(sys.modules, name, module)
     return module
+
+
+def use_checkout(mp, root: Path, package: str) -> None:
+    """Put an authors' checkout first on ``sys.path``, forget another repository's top-level ``package`` of the
+    same name (``models``, ``nets``), and make any weight download fail: the tests build untrained models."""
+    mp.syspath_prepend(str(root))
+    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        mp.delitem(sys.modules, name)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the fidelity tests must not download weights")
+
+    mp.setattr(torch.hub, "load_state_dict_from_url", no_download)
 
 
 def load_file(name: str, path: Path) -> ModuleType:

@@ -18,14 +18,14 @@ train mode is deterministic on both sides as it is.
 from __future__ import annotations
 
 import importlib
-import sys
 
 import pytest
 import torch
 
 from svseg.networks import AFMA, load_authors_weights
 from svseg.networks.weight_maps import afma as afma_map
-from tests.fidelity.authors import authors_dir, output_atol, randomize_constant_state, stub, used_parameters
+from tests.fidelity.authors import (authors_dir, output_atol, randomize_constant_state, stub, use_checkout,
+                                    used_parameters)
 
 pytestmark = pytest.mark.fidelity
 
@@ -34,20 +34,12 @@ ATT_DEPTH = 2
 
 def import_authors(mp):
     """The authors' ``models.unet.unet_model`` module (``My_unet``); downloads are made to fail."""
-    root = authors_dir("AFMA")
-    mp.syspath_prepend(str(root))
-    for name in [m for m in sys.modules if m == "models" or m.startswith("models.")]:
-        mp.delitem(sys.modules, name)  # another repository's ``models`` package (Multi-Scale-Attention has one)
+    use_checkout(mp, authors_dir("AFMA"), "models")  # Multi-Scale-Attention also has a ``models`` package
     # imported for its table of download addresses only (encoder_weights=None never reads it)
     stub(mp, "pretrainedmodels", __path__=[])
     stub(mp, "pretrainedmodels.models", __path__=[])
     stub(mp, "pretrainedmodels.models.torchvision_models",
          pretrained_settings={f"resnet{d}": {} for d in (18, 34, 50, 101, 152)})
-
-    def no_download(*args, **kwargs):
-        raise AssertionError("the fidelity test must not download weights")
-
-    mp.setattr(torch.hub, "load_state_dict_from_url", no_download)
     return importlib.import_module("models.unet.unet_model")
 
 

@@ -19,29 +19,20 @@ from __future__ import annotations
 
 import importlib
 import re
-import sys
 
 import pytest
 import torch
 
 from svseg.networks import MSGA, load_authors_weights
 from svseg.networks.weight_maps import msga as msga_map
-from tests.fidelity.authors import authors_dir, output_atol, randomize_constant_state, used_parameters
+from tests.fidelity.authors import authors_dir, output_atol, randomize_constant_state, use_checkout, used_parameters
 
 pytestmark = pytest.mark.fidelity
 
 
 def import_authors(mp):
     """The authors' ``models.my_stacked_danet`` module (``DAF_stack``); downloads are made to fail."""
-    root = authors_dir("Multi-Scale-Attention") / "src"
-    mp.syspath_prepend(str(root))
-    for name in [m for m in sys.modules if m == "models" or m.startswith("models.")]:
-        mp.delitem(sys.modules, name)  # another repository's ``models`` package (AFMA has one)
-
-    def no_download(*args, **kwargs):
-        raise AssertionError("the fidelity test must not download weights")
-
-    mp.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    use_checkout(mp, authors_dir("Multi-Scale-Attention") / "src", "models")  # AFMA also has ``models``
     return importlib.import_module("models.my_stacked_danet")
 
 

@@ -16,11 +16,12 @@ U-Net; for the other hosts the decoder keys pass through unchanged and a differe
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from svseg.networks.weight_maps import rename_keys
 
 __all__ = ["to_svseg", "UNUSED", "RULES"]
 
@@ -41,15 +42,4 @@ RULES = (
 
 def to_svseg(net: torch.nn.Module, state_dict: Mapping[str, Any]) -> dict:
     """The authors' ``My_<host>`` ``state_dict`` as the ``state_dict`` of the svseg ``AFMA`` ``net``."""
-    unused = [re.compile(p) for p in UNUSED]
-    out = {}
-    for key, value in state_dict.items():
-        if any(p.match(key) for p in unused):
-            continue
-        for pattern, repl in RULES:
-            new, n = re.subn(pattern, repl, key, count=1)
-            if n:
-                key = new
-                break
-        out[key] = value
-    return out
+    return rename_keys(state_dict, RULES, UNUSED)

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from svseg.networks.weight_maps import rename_keys
+
 __all__ = ["to_svseg", "UNUSED", "RULES"]
 
 #: the authors' modules that ``DAF_stack.forward`` never calls (svseg does not build them)
@@ -67,15 +69,4 @@ RULES = (
 
 def to_svseg(net: torch.nn.Module, state_dict: Mapping[str, Any]) -> dict:
     """The authors' ``DAF_stack`` ``state_dict`` as the ``state_dict`` of the svseg ``MSGA`` ``net``."""
-    unused = [re.compile(p) for p in UNUSED]
-    out = {}
-    for key, value in state_dict.items():
-        if any(p.match(key) for p in unused):
-            continue
-        for pattern, repl in RULES:
-            new, n = re.subn(pattern, repl, key, count=1)
-            if n:
-                key = new
-                break
-        out[key] = value
-    return out
+    return rename_keys(state_dict, RULES, UNUSED)

@@ -6,11 +6,12 @@ same ConvNeXt-style channel LayerNorm). The modules the authors build but never 
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from svseg.networks.weight_maps import rename_keys
 
 __all__ = ["to_svseg", "UNUSED", "RULES"]
 
@@ -50,17 +51,7 @@ def to_svseg(net: torch.nn.Module, state_dict: Mapping[str, Any]) -> dict:
     ``inc``, ``side_conv2-5``, ``outc1-4`` and ``bottleneck.qconv`` carry the same names on both sides. With
     ``deep_supervision=False`` svseg has no ``outc1-3``: they are dropped too.
     """
-    unused = [re.compile(p) for p in UNUSED]
+    unused = list(UNUSED)
     if not getattr(net, "deep_supervision", True):
-        unused.append(re.compile(r"^outc[123]\."))  # heads not built without deep supervision
-    out = {}
-    for key, value in state_dict.items():
-        if any(p.match(key) for p in unused):
-            continue
-        for pattern, repl in RULES:
-            new, n = re.subn(pattern, repl, key)
-            if n:
-                key = new
-                break
-        out[key] = value
-    return out
+        unused.append(r"^outc[123]\.")  # heads not built without deep supervision
+    return rename_keys(state_dict, RULES, unused)
