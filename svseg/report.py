@@ -280,10 +280,6 @@ def write_case_overlay(image: Any, ref: Any, pred: Any, output_dir: str | os.Pat
                        class_names=class_names, title=str(case), spacing=spacing, image_2d=image_2d)
 
 
-def _is_2d_file(path: Path) -> bool:
-    return is_image_2d(path)
-
-
 def _read_2d(path: Path, mask: bool) -> np.ndarray:
     """A 2D image file as ``(C, H, W)``, or a mask as ``(H, W)`` class ids (:func:`svseg.io.read_image_2d`)."""
     arr = read_image_2d(path, mask=mask)
@@ -305,8 +301,8 @@ def _find_image(image_dir: Path, case: str) -> Path | None:
 
 def _load_case(ipath: Path, ppath: Path, rpath: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any, bool]:
     """``(image, pred, ref, spacing, is_2d)`` of one overlay; a 2D prediction file makes a 2D case."""
-    if _is_2d_file(ppath):
-        image = _read_2d(ipath, mask=False) if _is_2d_file(ipath) else load_nifti(ipath, np.float32)[0][None]
+    if is_image_2d(ppath):
+        image = _read_2d(ipath, mask=False) if is_image_2d(ipath) else load_nifti(ipath, np.float32)[0][None]
         return image, _read_2d(ppath, True), (None if rpath is None else _read_2d(rpath, True)), None, True
     image, _, spacing = load_nifti(ipath, np.float32)
     return image, load_nifti(ppath)[0], (None if rpath is None else load_nifti(rpath)[0]), spacing, False

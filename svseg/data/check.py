@@ -37,7 +37,7 @@ from svseg.data.readers import H5Reader, NPZReader, split_key
 from svseg.errors import InputError
 from svseg.io import atomic_save_json
 
-__all__ = ["InputError", "read_checked", "check_case", "check_items", "file_suffix", "default_cache_path"]
+__all__ = ["InputError", "read_checked", "check_case", "check_items", "file_suffix", "file_list", "default_cache_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -166,13 +166,13 @@ def check_case(image: str | os.PathLike, label: str | os.PathLike | None = None,
         channels_rule: where ``in_channels`` comes from, for the message (default "the network expects").
     """
     allowed = {s.lower() for s in suffixes} if suffixes else None
-    for path in [*_files(image), *_files(label)]:
+    for path in [*file_list(image), *file_list(label)]:
         if allowed is not None and file_suffix(path) not in allowed:
             raise InputError(split_key(os.fspath(path))[0],
                              f"file type {file_suffix(path) or '(none)'} is not one the data set declares "
                              f"({', '.join(sorted(allowed))})")
     img, img_affine = read_checked(image)
-    image_file = split_key(os.fspath(_files(image)[0]))[0]
+    image_file = split_key(os.fspath(file_list(image)[0]))[0]
     if img.ndim - 1 != spatial_dims:
         raise InputError(image_file, f"is {img.ndim - 1}D (shape {tuple(img.shape[1:])} with {img.shape[0]} "
                                      f"channel(s)), expected a {spatial_dims}D image")
@@ -187,7 +187,7 @@ def check_case(image: str | os.PathLike, label: str | os.PathLike | None = None,
     if label is None:
         return summary
     lab, lab_affine = read_checked(label, mask=True)
-    label_file = split_key(os.fspath(_files(label)[0]))[0]
+    label_file = split_key(os.fspath(file_list(label)[0]))[0]
     if tuple(lab.shape[1:]) != tuple(img.shape[1:]) or lab.shape[0] != 1:
         raise InputError(label_file, f"label shape {tuple(lab.shape[1:])} (channels {lab.shape[0]}) differs from the "
                                      f"image shape {tuple(img.shape[1:])} of {Path(image_file).name}")
@@ -205,7 +205,7 @@ def check_case(image: str | os.PathLike, label: str | os.PathLike | None = None,
     return summary
 
 
-def _files(path: Any) -> list:
+def file_list(path: Any) -> list:
     """The files of a datalist path: none, one, or several channel files."""
     if path is None:
         return []

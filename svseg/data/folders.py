@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from svseg.data.check import file_list, file_suffix
 from svseg.data.datalist import read_datalist
 from svseg.io import IMAGE_2D_SUFFIXES, is_image_2d
 from svseg.errors import InputError
@@ -66,20 +67,9 @@ class FolderDataset:
         out = set()
         for item in self.training + self.test:
             for key in ("image", "label"):
-                for f in _as_list(item.get(key)):
-                    out.add(_ending(f))
+                for f in file_list(item.get(key)):
+                    out.add(file_suffix(f))
         return out
-
-
-def _as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _ending(path: str | os.PathLike) -> str:
-    name = Path(path).name.lower()
-    return next((s for s in sorted(_ALL, key=len, reverse=True) if name.endswith(s)), Path(name).suffix)
 
 
 def _read_json(path: Path) -> dict:
@@ -260,13 +250,13 @@ def _open_decathlon(root: Path, doc: dict, source: Path) -> FolderDataset:
     if not labelled:
         raise InputError(source, "'training' lists no labelled case")
     for item in labelled + test:
-        for f in _as_list(item["image"]) + _as_list(item.get("label")):
+        for f in file_list(item["image"]) + file_list(item.get("label")):
             if not Path(f).exists():
                 raise InputError(f, f"listed in {source.name} but missing")
     folds = None
     if validation:
         folds = [{"training": [i["case"] for i in training], "validation": [i["case"] for i in validation]}]
-    files = [Path(f) for item in labelled for f in _as_list(item["image"])]
+    files = [Path(f) for item in labelled for f in file_list(item["image"])]
     return FolderDataset(root=root, layout="decathlon", name=str(doc.get("name") or root.name), class_names=class_names,
                          channel_names=channels, spatial_dims=_spatial_dims(files, "data set"),
                          training=[{"image": i["image"], "label": i["label"], "case": i["case"]} for i in labelled],

@@ -40,7 +40,7 @@ from scipy import ndimage
 
 from svseg.data.check import check_case, read_checked
 from svseg.data.folders import FolderDataset, open_folder
-from svseg.data.specs import SVANET_BINS, DatasetSpec, get_dataset, list_datasets
+from svseg.data.specs import SVANET_BINS, DatasetSpec, get_dataset, list_datasets, size_bin, size_bin_labels
 from svseg.data.transforms import check_rule
 from svseg.errors import InputError
 from svseg.io import atomic_save_json
@@ -244,13 +244,11 @@ def _measure(folder: FolderDataset, n_channels: int, seed: int, slice_axis: int 
 
 
 def _size_table(shares: dict[int, list[float]], class_names: Sequence[str]) -> dict[str, Any]:
-    edges = [0.0, *SVANET_BINS]
-    labels = [f"[{edges[i]:g},{edges[i + 1]:g}{']' if i == len(SVANET_BINS) - 1 else ')'}%" for i in range(len(SVANET_BINS))]
-    table: dict[str, Any] = {"bins": labels}
+    table: dict[str, Any] = {"bins": size_bin_labels(SVANET_BINS)}
     for c, values in shares.items():
         counts = [0] * len(SVANET_BINS)
         for v in values:
-            counts[next((i for i, b in enumerate(SVANET_BINS) if v < b), len(SVANET_BINS) - 1)] += 1
+            counts[size_bin(v, SVANET_BINS)] += 1
         table[class_names[c]] = {"objects": len(values), "per_bin": counts,
                                  "median_share_percent": float(np.median(values)) if values else None}
     return table

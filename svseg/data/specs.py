@@ -34,11 +34,31 @@ __all__ = [
     "SYNAPSE_BTCV_TO_TRANSUNET",
     "BTCV_LABELS",
     "SVANET_BINS",
+    "size_bin_labels",
+    "size_bin",
 ]
 
 #: SvANet's object-size thresholds, in % of the image (its tools/tinyObjectsValidation.py); used by the plan's
 #: object-size table and by :mod:`svseg.evaluation.small_objects`
 SVANET_BINS: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 100.0)
+
+
+def size_bin_labels(bins: Sequence[float] = SVANET_BINS) -> list[str]:
+    """Labels of the disjoint size bins ``[0, b0)``, ``[b0, b1)``, ... ``[b_{n-2}, b_{n-1}]`` (percent)."""
+    edges = [0.0] + [float(b) for b in bins]
+    labels = []
+    for i in range(len(bins)):
+        close = "]" if i == len(bins) - 1 else ")"
+        labels.append(f"[{edges[i]:g},{edges[i + 1]:g}{close}%")
+    return labels
+
+
+def size_bin(pct: float, bins: Sequence[float] = SVANET_BINS) -> int:
+    """Index of the size bin of an object occupying ``pct`` % of its image (the last bin takes the rest)."""
+    for i, b in enumerate(bins):
+        if pct < b:
+            return i
+    return len(bins) - 1
 
 #: The 13 BTCV labels of the raw Synapse multi-organ release (0 = background).
 BTCV_LABELS: dict[int, str] = {

@@ -28,28 +28,11 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from svseg.data.specs import SVANET_BINS
+from svseg.data.specs import SVANET_BINS, size_bin, size_bin_labels
 from svseg.evaluation.labels import ClassNames, label_boxes, label_pair, union_box
 from svseg.io import PathLike, atomic_save_csv
 
 __all__ = ["SVANET_BINS", "size_bin_labels", "object_metrics", "summarize_objects", "write_object_table"]
-
-def size_bin_labels(bins: Sequence[float] = SVANET_BINS) -> list[str]:
-    """Labels of the disjoint size bins ``[0, b0)``, ``[b0, b1)``, ... ``[b_{n-2}, b_{n-1}]`` (percent)."""
-    edges = [0.0] + [float(b) for b in bins]
-    labels = []
-    for i in range(len(bins)):
-        close = "]" if i == len(bins) - 1 else ")"
-        labels.append(f"[{edges[i]:g},{edges[i + 1]:g}{close}%")
-    return labels
-
-
-def _bin_index(pct: float, bins: Sequence[float]) -> int:
-    for i, b in enumerate(bins):
-        if pct < b:
-            return i
-    return len(bins) - 1
-
 
 def _match(ref_lab: np.ndarray, n_ref: int, pred_lab: np.ndarray, n_pred: int, min_overlap: float):
     """Per reference component: size, overlap with the class prediction, matched predicted size,
@@ -136,7 +119,7 @@ def object_metrics(
             rows.append(
                 {
                     "case": case_id, "class": names[label], "kind": kind, "slice": slice_index,
-                    "size_voxels": size, "size_pct": pct, "size_bin": labels[_bin_index(pct, bins)],
+                    "size_voxels": size, "size_pct": pct, "size_bin": labels[size_bin(pct, bins)],
                     "detected": detected, "dice": dice,
                 }
             )

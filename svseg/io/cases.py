@@ -12,6 +12,7 @@ from pathlib import Path
 
 from svseg.io.atomic import PathLike
 from svseg.io.formats import NIFTI_SUFFIXES
+from svseg.io.images2d import IMAGE_2D_SUFFIXES
 
 __all__ = ["CASE_SUFFIXES", "LABEL_2D_SUFFIXES", "MATCH_ENDINGS", "REFERENCE_2D_SUFFIXES", "case_name", "match_files"]
 
@@ -21,10 +22,10 @@ CASE_SUFFIXES = (
     ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff",
 )
 #: 2D label-map endings :func:`match_files` pairs, predictions and references (lossless formats)
-LABEL_2D_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
+LABEL_2D_SUFFIXES = tuple(s for s in IMAGE_2D_SUFFIXES if s not in (".jpg", ".jpeg"))
 #: 2D endings also accepted for references: some data sets ship JPEG masks (lossy, so a value that
 #: is not a class id is refused when the mask is read)
-REFERENCE_2D_SUFFIXES = LABEL_2D_SUFFIXES + (".jpg", ".jpeg")
+REFERENCE_2D_SUFFIXES = IMAGE_2D_SUFFIXES
 #: name endings :func:`match_files` removes when an exact case match fails
 #: (``case01_pred.nii.gz`` <-> ``case01.nii.gz``)
 MATCH_ENDINGS = ("_pred", "_prediction", "_seg", "_gt", "_label", "_labels", "_mask", "_0000")
