@@ -66,6 +66,7 @@ from svseg.data.convert.svanet import convert_svanet
 from svseg.data.convert.synapse import convert_synapse, validate_transunet_folder
 from svseg.data.convert.uctransnet import convert_uctransnet
 from svseg.data.demo import prepare_demo
+from svseg.data.nuclei import prepare_nuclei
 
 __all__ = [
     "CONVERTER_VERSION",
@@ -103,7 +104,8 @@ def prepare(name: str, source: str | os.PathLike | None = None, output: str | os
     """Make a data set trainable: convert a download (or build the demo) and return the folder.
 
     Args:
-        name: ``synapse``, ``lits``, ``acdc``, ``demo``, or a paper's layout: ``svanet``, ``uctransnet``,
+        name: ``synapse``, ``lits``, ``acdc``, ``demo``, ``nuclei`` (:func:`svseg.data.nuclei.prepare_nuclei`:
+            the stardist wheel's real DSB2018 nuclei as an nnU-Net raw folder), or a paper's layout: ``svanet``, ``uctransnet``,
             ``awesome_unet``, ``msga``, ``afma``.
         source: the downloaded release (not used for ``demo``).
         output: destination folder (default ``$SVSEG_DATA_DIR/<name>``).
@@ -121,8 +123,12 @@ def prepare(name: str, source: str | os.PathLike | None = None, output: str | os
             opts["force"] = opts.pop("overwrite")
         opts.pop("progress", None)
         return prepare_demo(output, **opts)
+    if key == "nuclei":  # the real nuclei sample of the stardist wheel (source: optional, img2d.tif + mask2d.tif)
+        if "overwrite" in opts:
+            opts["force"] = opts.pop("overwrite")
+        return prepare_nuclei(output, source=source, **opts)
     if key not in CONVERTERS:
-        raise ValueError(f"unknown dataset name {name!r}; prepare() knows {sorted(CONVERTERS) + ['demo']}.")
+        raise ValueError(f"unknown dataset name {name!r}; prepare() knows {sorted(CONVERTERS) + ['demo', 'nuclei']}.")
     if source is None:
         raise ValueError(f"source is required for dataset {key!r}: the folder of the downloaded release.")
     return CONVERTERS[key](source, output, **opts)
