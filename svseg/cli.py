@@ -5,14 +5,19 @@ Subcommands (``svseg <command> --help`` explains every option)::
     svseg demo      [--output DIR] [--tiny] [--device cpu]          train + evaluate on the demo data
     svseg prepare   DATASET --source DIR --output DIR               convert a downloaded data set
     svseg plan      FOLDER [--labels NAME ...]                      check and plan your own data set folder
-    svseg train     --bundle NAME [--resume auto] [--tracking mlflow] [--override KEY=VALUE ...]
-    svseg predict   --bundle NAME --input FILE|DIR --output DIR [--checkpoint FILE] [--device cpu]
+    svseg train     --bundle NAME|all [--fold K|all] [--resume auto] [--tracking mlflow] [--override KEY=VALUE ...]
+    svseg predict   --bundle NAME [...] --input FILE|DIR --output DIR [--checkpoint FILE|RUN ...] [--save-probabilities]
+    svseg ensemble  --input DIR DIR ... --output DIR                average saved probabilities
+    svseg find-best FOLDER --runs DIR                               best network / ensemble / post-processing
+    svseg predict   --model NAME.zip --input FILE|DIR --output DIR      with a model from svseg export
+    svseg export    --run DIR --output NAME.zip [--format torchscript|onnx]  share a trained model
     svseg evaluate  --pred DIR --ref DIR [--protocol NAME] [--dataset FOLDER] --output DIR [--images DIR]
     svseg report    OUTPUT_DIR [--images DIR]
 
 Also runnable as ``python -m svseg.cli``. Each command calls one documented function
 (:func:`svseg.bundle.run_demo`, :func:`svseg.data.prepare`,
-:func:`svseg.bundle.run_bundle`, :func:`svseg.bundle.predict`, :func:`svseg.evaluation.evaluate_folders`,
+:func:`svseg.bundle.run_bundle`, :func:`svseg.bundle.predict`, :func:`svseg.bundle.export_run`,
+:func:`svseg.evaluation.evaluate_folders`,
 :func:`svseg.report.report`); results go to files, logs to stdout/stderr, errors exit non-zero with
 one clear line.
 """
@@ -105,13 +110,12 @@ def _dataset_arg(value: str) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from svseg.bundle import train
+    from svseg.bundle import train_runs
 
     override = parse_overrides(args.override)
     dataset = _dataset_arg(args.dataset) if args.dataset is not None else None
     for key, value in (("dataset_name", dataset), ("data_root", args.data_root), ("output_dir", args.output),
-                       ("max_epochs", args.max_epochs), ("device", args.device),
-                       ("fold", int(args.fold) if str(args.fold).isdigit() else args.fold)):
+                       ("max_epochs", args.max_epochs), ("device", args.device)):
         if value is not None:
             override[key] = str(Path(value).absolute()) if key in ("data_root", "output_dir") else value
     override["resume"] = {"auto": "auto", "true": True, "false": False}[args.resume]
@@ -124,19 +128,66 @@ def _cmd_train(args: argparse.Namespace) -> int:
         tracking = "mlflow"
     if tracking is not None:
         override["tracking"] = tracking
-    out = train(args.bundle, ("train.json", *args.config), **override)
-    print(f"trained {args.bundle}: {out}")
+    fold = int(args.fold) if str(args.fold).isdigit() else args.fold
+    for out in train_runs(args.bundle, fold, ("train.json", *args.config), **override):
+        print(f"trained {out}")
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from svseg.bundle import predict
+    from svseg.bundle import predict_models
 
+    if args.model is not None:  # a zip from svseg export: its own configs and weights (svseg.bundle.export)
+        from svseg.bundle import open_model
+
+        if args.checkpoint is not None:
+            raise ValueError("--checkpoint and --model exclude each other: the zip holds the weights.")
+        if args.bundle is not None and len(args.bundle) > 1:
+            raise ValueError("--model takes at most one --bundle (the zip holds one model).")
+        with open_model(args.model, bundle=args.bundle[0] if args.bundle else None) as (folder, weights):
+            args.model, args.bundle, args.checkpoint = None, str(folder), str(weights)
+            return _cmd_predict(args)
+    if args.bundle is None:
+        raise ValueError("svseg predict needs --bundle NAME (weights from --checkpoint) or --model NAME.zip.")
     dataset = _dataset_arg(args.dataset) if args.dataset is not None else None
-    written = predict(args.bundle, args.input, args.output, checkpoint=args.checkpoint, device=args.device,
-                      dataset=dataset, overrides=parse_overrides(args.override))
+    written = predict_models(args.bundle, args.input, args.output, checkpoints=args.checkpoint, device=args.device,
+                             dataset=dataset, overrides=parse_overrides(args.override), skip_existing=args.skip_existing,
+                             save_probabilities=args.save_probabilities, probability_dtype=args.probabilities_dtype,
+                             tta=args.tta, keep_largest_classes=args.keep_largest)
     for w in written:
         print(w)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from svseg.bundle import export_run
+
+    result = export_run(args.run, args.output, bundle=args.bundle, fmt=args.format, weights=args.weights,
+                        overrides=parse_overrides(args.override), tolerance=args.tolerance)
+    parity = (f"; max abs difference to the eager network {result['max_abs_difference']:.3g}"
+              if "max_abs_difference" in result else "")
+    print(f"exported {result['bundle']} ({result['network']}) as {result['format']}: {result['path']}{parity}")
+    return 0
+
+
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from svseg.bundle import ensemble_folders
+
+    for w in ensemble_folders(args.input, args.output, keep_largest_classes=args.keep_largest,
+                              save_probabilities=args.save_probabilities, probability_dtype=args.probabilities_dtype):
+        print(w)
+    return 0
+
+
+def _cmd_find_best(args: argparse.Namespace) -> int:
+    from svseg.bundle import find_best
+
+    doc = find_best(_dataset_arg(args.dataset), args.runs, output_dir=args.output, folds=args.folds,
+                    networks=args.networks)
+    print(doc["table"])
+    out = Path(args.output or args.runs)
+    print(f"\nbest: {doc['best']['configuration']}; {out / 'best.json'}, {out / 'inference_instructions.txt'}")
+    print(doc["best"]["predict_command"])
     return 0
 
 
@@ -237,14 +288,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("train", formatter_class=_Formatter, help="train a bundle (resumes automatically)",
-                       description="Run a bundle's 'training' (configs/train.json plus --config files). A killed run "
-                                   "resumes from <output>/checkpoint_latest.pt when the bundle wires "
-                                   "svseg.training.CheckpointResumer (resume='auto' by default).")
-    p.add_argument("--bundle", required=True, help="bundle folder name under bundles/, e.g. msa2net")
+                       description="Run a bundle's 'training' (configs/train.json plus --config files); several "
+                                   "bundles and every fold (--fold all) in turn. A killed run resumes from "
+                                   "<output>/checkpoint_latest.pt when the bundle wires svseg.training.CheckpointResumer "
+                                   "(resume='auto' by default). Calls svseg.bundle.train_runs.")
+    p.add_argument("--bundle", required=True, nargs="+", metavar="NAME",
+                   help="bundle folder name under bundles/, e.g. msa2net; several, or 'all' (the five), train in turn "
+                        "into <output>/<bundle>")
     p.add_argument("--dataset", default=None,
                    help="dataset_name override: synapse, lits, acdc, demo, or your data set folder (planned on first use)")
     p.add_argument("--data-root", default=None, help="data_root override: the prepared folder of a named data set")
-    p.add_argument("--fold", default=None, help="fold of a planned data set (0..k-1, or all); default 0")
+    p.add_argument("--fold", default=None,
+                   help="fold of a planned data set (0..k-1; default 0), or 'all': every fold of the plan in turn, into "
+                        "<output>/fold_<k> (finished folds are skipped, an unfinished one resumes). After each run on a "
+                        "planned data set its validation cases are predicted into <run>/validation/ (label maps and "
+                        "<case>.npz softmax) for svseg find-best")
     p.add_argument("--output", default=None, help="output_dir override: checkpoints, logs, progress.png")
     p.add_argument("--max-epochs", type=int, default=None, help="max_epochs override")
     p.add_argument("--device", default=None, help="device override: cpu, cuda, cuda:N or auto")
@@ -260,21 +318,109 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any config override (repeatable), e.g. batch_size=8 or 'roi_size=[160,160]'")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("predict", formatter_class=_Formatter, help="segment NIfTI images with a bundle",
-                       description="Segment one NIfTI image or a folder of them with a bundle's inference.json; writes "
-                                   "<output>/<case>_seg.nii.gz label maps with the input's affine. Calls svseg.bundle.predict.")
-    p.add_argument("--bundle", required=True, help="bundle folder name under bundles/, e.g. msa2net")
-    p.add_argument("--input", required=True, help="a NIfTI (.nii/.nii.gz) file or a folder of them")
+    p = sub.add_parser("predict", formatter_class=_Formatter, help="segment images or DICOM series with a bundle",
+                       description="Segment one image, a DICOM series folder, or a folder of images and DICOM series "
+                                   "folders with a bundle's inference.json; writes <output>/<case>_seg.nii.gz label maps "
+                                   "with the input's geometry (<case>_seg.png for 2D images) and <case>_statistics.json "
+                                   "(volume in mm3, or area in mm2, and connected components per class). "
+                                   "Several --checkpoint models (folds, bundles) are an ensemble: their softmax is "
+                                   "averaged before the argmax. Calls svseg.bundle.predict_models (one model: "
+                                   "svseg.bundle.predict).")
+    p.add_argument("--bundle", default=None, nargs="+", metavar="NAME",
+                   help="bundle folder name under bundles/, e.g. msa2net (required unless --model is given); one for "
+                        "every --checkpoint, or one per --checkpoint entry (e.g. --bundle sa2net afma --checkpoint "
+                        "runs/sa2net runs/afma)")
+    p.add_argument("--model", default=None, metavar="NAME.zip",
+                   help="a model zip written by svseg export: its baked configs and weights are used (unpacked into "
+                        "a temporary folder); excludes --checkpoint")
+    p.add_argument("--input", required=True,
+                   help="an image file (NIfTI, NRRD, MHA, HDF5, PNG/JPEG/BMP/TIFF), a DICOM series folder (one series; "
+                        "case id = folder name), or a folder of images and DICOM series folders")
     p.add_argument("--output", required=True, help="folder for the predicted label maps")
-    p.add_argument("--checkpoint", default=None,
-                   help="weights file (model.pt or checkpoint_*.pt); default the bundle's ckpt_path")
+    p.add_argument("--checkpoint", default=None, nargs="+", metavar="PATH",
+                   help="weights file (model.pt or checkpoint_*.pt), a run folder (its models/model.pt), or a folder of "
+                        "fold_<k> runs (every fold's models/model.pt; all the plan's folds must be there); default the "
+                        "bundle's ckpt_path. Several models are an ensemble: their softmax probabilities are averaged "
+                        "before the argmax (they must predict the same classes)")
     p.add_argument("--device", default="auto", help="torch device: cpu, cuda, cuda:N or auto")
     p.add_argument("--dataset", default=None,
                    help="data set the weights were trained on (a name or a folder), for weights without "
                         "svseg_model.json; default the bundle's")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="any inference config override (repeatable), e.g. 'roi_size=[224,224]'")
+    p.add_argument("--continue", dest="skip_existing", action="store_true",
+                   help="skip the cases whose label map and statistics (and .npz with --save-probabilities) are already "
+                        "in --output (an interrupted run "
+                        "goes on; every output file is written atomically, so one that exists is complete); logs "
+                        "how many were skipped. On a failure an existing --output folder is kept as it was")
+    p.add_argument("--save-probabilities", action="store_true",
+                   help="also write <output>/<case>.npz: the softmax (class axis first, in the label map's array layout; "
+                        "an ensemble's average) and the class names")
+    p.add_argument("--probabilities-dtype", default="float16", choices=("float16", "float32"),
+                   help="dtype of the saved probabilities")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
+                   help="flip test-time augmentation: the logits averaged over the in-plane flips of every slice "
+                        "(nnU-Net's mirroring; 4x the network time; not with the transunet inference mode)")
+    p.add_argument("--keep-largest", nargs="+", default=[], metavar="CLASS",
+                   help="class ids or names whose largest connected component alone is kept (after the ensemble "
+                        "average), as svseg find-best chooses")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("ensemble", formatter_class=_Formatter, help="average saved probabilities of several predictions",
+                       description="Average the <case>.npz probabilities of several prediction folders (svseg predict "
+                                   "--save-probabilities), take the argmax and write <output>/<case>_seg.nii.gz (or "
+                                   ".png, the first folder's label map gives the geometry) and <case>_statistics.json; "
+                                   "nnU-Net's nnUNetv2_ensemble. Calls svseg.bundle.ensemble_folders.")
+    p.add_argument("--input", required=True, nargs="+", metavar="DIR", help="prediction folders with <case>.npz files")
+    p.add_argument("--output", required=True, help="folder for the ensembled label maps")
+    p.add_argument("--keep-largest", nargs="+", default=[], metavar="CLASS",
+                   help="class ids or names whose largest connected component alone is kept")
+    p.add_argument("--save-probabilities", action="store_true", help="also write the averaged <case>.npz")
+    p.add_argument("--probabilities-dtype", default="float16", choices=("float16", "float32"),
+                   help="dtype of the saved probabilities")
+    p.set_defaults(func=_cmd_ensemble)
+
+    p = sub.add_parser("find-best", formatter_class=_Formatter,
+                       help="rank networks, ensembles and post-processing on the cross-validation predictions",
+                       description="Read the validation probabilities of every fold run under --runs (svseg train "
+                                   "on a planned data set keeps them in <run>/validation/), score each network, each "
+                                   "ensemble of two or more networks and keep-largest-component post-processing per "
+                                   "class under the data set's protocol, print the ranking, and write best.json and "
+                                   "inference_instructions.txt (the predict command of the best). nnU-Net's "
+                                   "nnUNetv2_find_best_configuration. Calls svseg.bundle.find_best.")
+    p.add_argument("dataset", help="the planned data set folder the runs trained on")
+    p.add_argument("--runs", required=True, help="folder searched for fold runs (e.g. the --output of svseg train "
+                                                 "--bundle all --fold all)")
+    p.add_argument("--output", default=None, help="folder for best.json and inference_instructions.txt (default --runs)")
+    p.add_argument("--folds", nargs="+", type=int, default=None, metavar="K",
+                   help="folds to use (default every fold of the plan; every network needs them all)")
+    p.add_argument("--networks", nargs="+", default=None, metavar="NAME",
+                   help="network names (folders under --runs) to consider (default all found)")
+    p.set_defaults(func=_cmd_find_best)
+
+    p = sub.add_parser("export", formatter_class=_Formatter, help="share a trained model: bundle zip, TorchScript or ONNX",
+                       description="Export the output folder of 'svseg train' as a self-contained MONAI bundle zip "
+                                   "(configs with the model's classes, channels, intensity rule and input size baked "
+                                   "in, models/model.pt, LICENSE, docs/README.md, docs/data_license.txt; runs with "
+                                   "'python -m monai.bundle run' or 'svseg predict --model'), or as a TorchScript or "
+                                   "ONNX file checked against the eager network after reloading (max abs difference "
+                                   "<= 1e-4, else nothing is written). Calls svseg.bundle.export_run.")
+    p.add_argument("--run", required=True, help="the training output folder (holds models/model.pt and svseg_model.json)")
+    p.add_argument("--output", required=True, help="file to write: NAME.zip (bundle), NAME.ts or NAME.onnx")
+    p.add_argument("--bundle", default=None,
+                   help="bundle the run trained, e.g. msa2net (default: the one whose network the run's svseg_model.json names)")
+    p.add_argument("--format", default="bundle", choices=("bundle", "torchscript", "onnx"),
+                   help="bundle: a MONAI bundle zip; torchscript: a traced .ts (as monai.bundle ckpt_export writes); "
+                        "onnx: an .onnx with a dynamic batch axis (needs onnx and onnxruntime: pip install 'svseg[test]')")
+    p.add_argument("--weights", default="best", choices=("best", "final"),
+                   help="best: models/model.pt (best validation Dice); final: models/model_final.pt")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="inference config value to bake in (repeatable), e.g. the network knobs the run was trained "
+                        "with when its svseg_model.json does not record them: network_def#features=16")
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="torchscript/onnx: the largest max abs logit difference to the eager network that is accepted "
+                        "(a refusal also says how far each is from a float64 run, to tell rounding from a wrong export)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("evaluate", formatter_class=_Formatter, help="per-case, per-class 3D Dice/HD95 of predictions",
                        description="Evaluate NIfTI predictions against references matched by file name; writes "

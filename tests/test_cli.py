@@ -206,7 +206,8 @@ def test_cli_predict_keeps_geometry_with_a_small_network(tmp_path):
     # a folder
     assert main(["predict", "--bundle", "msa2net", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out2"),
                  *common]) == 0
-    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["scan2_seg.nii.gz", "scan_seg.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == [
+        "scan2_seg.nii.gz", "scan2_statistics.json", "scan_seg.nii.gz", "scan_statistics.json"]
     seg2 = nib.load(tmp_path / "out2" / "scan2_seg.nii.gz")
     assert seg2.shape == img.shape
     np.testing.assert_allclose(seg2.affine, permuted, atol=1e-5)

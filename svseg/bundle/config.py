@@ -24,7 +24,7 @@ from svseg.data import (check_items, datalist_for, dataset_spec, file_suffix, in
                         plan_datalist)
 from svseg.io import IMAGE_2D_SUFFIXES
 from svseg.errors import InputError
-from svseg.io import case_name
+from svseg.io import case_name, is_dicom_file, is_dicom_folder
 
 __all__ = [
     "DEMO",
@@ -221,41 +221,68 @@ def _check(name: str, items: list[dict]) -> None:
 
 
 def input_files(input_path: str | os.PathLike, option: str = "--input") -> list[Path]:
-    """One image file, or the image files of a folder (sorted); ``option`` names the path in messages.
+    """What ``svseg predict`` reads from ``input_path``, sorted by name: one image file; a DICOM series
+    folder (the folder itself); or a folder's image files and its DICOM series subfolders (each
+    subfolder holding DICOM files is one case). ``option`` names the path in messages.
+
+    A DICOM series folder is returned as a folder path; :func:`svseg.io.dicom_to_nifti` reads it.
+    Hidden entries (``.name``) are ignored.
 
     Raises:
-        FileNotFoundError: the path does not exist, or the folder holds no image file.
-        svseg.errors.InputError: a single file of another type.
+        FileNotFoundError: the path does not exist, or the folder holds no image file and no DICOM series.
+        svseg.errors.InputError: a single file of another type (a single DICOM slice: pass its series folder).
     """
     path = Path(input_path)
     if path.is_file():
+        if is_dicom_file(path):
+            raise InputError(path, "is one DICOM file; pass the folder of its series (svseg reads DICOM series folders)")
         if not path.name.lower().endswith(IMAGE_EXTENSIONS):
             raise InputError(path, f"file type {path.suffix or '(none)'} is not one svseg predicts "
-                                   f"({', '.join(IMAGE_EXTENSIONS)})")
+                                   f"({', '.join(IMAGE_EXTENSIONS)}, or a DICOM series folder)")
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
-        if not files:
-            raise FileNotFoundError(f"{option} {str(path)!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
-        return files
+        if is_dicom_folder(path):
+            return [path]
+        entries = sorted(p for p in path.iterdir() if not p.name.startswith(".") and (
+            (p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS)) or (p.is_dir() and is_dicom_folder(p))))
+        if not entries:
+            raise FileNotFoundError(f"{option} {str(path)!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)}) "
+                                    "and no DICOM series folders.")
+        return entries
     raise FileNotFoundError(f"{option} {str(path)!r} does not exist.")
 
 
 _CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
 
+def _input_case(path: Path) -> str:
+    """The case id of an input: a DICOM series folder's name, else the file name without its image ending."""
+    return path.name if path.is_dir() else case_name(path)
+
+
 def input_cases(files: list[Path]) -> list[tuple[str, str | list[str]]]:
-    """Cases of a list of image files: ``[(case, file or [channel files])]``.
+    """Cases of a list of inputs (:func:`input_files`): ``[(case, file or [channel files])]``.
 
     When every name ends in nnU-Net's ``_XXXX`` channel index (``case_0000.nii.gz``, ``case_0001.nii.gz``)
     the files are grouped into multi-channel cases named without it; otherwise each file is one case.
+    A DICOM series folder is a file here, its case id the folder name.
 
     Raises:
-        svseg.errors.InputError: a case whose channel files have a gap (e.g. ``_0001`` without ``_0000``).
+        svseg.errors.InputError: a case whose channel files have a gap (e.g. ``_0001`` without ``_0000``),
+            or two inputs of one case id (``ct.nii.gz`` and a ``ct/`` series folder), which would write
+            one label map.
     """
-    names = {f: _CHANNEL_FILE.match(case_name(f)) for f in files}
+    files = [Path(f) for f in files]
+    seen: dict[str, Path] = {}
+    for f in files:
+        case = _input_case(f)
+        if case in seen:
+            raise InputError(f, f"has the case id {case!r} of {seen[case].name}; each input needs its own case id "
+                                "(its label map is <case>_seg)")
+        seen[case] = f
+    names = {f: _CHANNEL_FILE.match(_input_case(f)) for f in files}
     if not files or not all(names.values()):
-        return [(case_name(f), str(f)) for f in files]
+        return [(_input_case(f), str(f)) for f in files]
     groups: dict[str, dict[int, Path]] = {}
     for f, m in names.items():
         groups.setdefault(m["case"], {})[int(m["channel"])] = f
@@ -284,7 +311,12 @@ def inference_datalist(input_dir: str | os.PathLike | None, dataset_name: str,
         return [{"image": d["image"], "case": d["case"]} for d in datalist(dataset_name, data_root, "test")]
     if not Path(str(input_dir)).is_dir():
         raise FileNotFoundError(f"input_dir {str(input_dir)!r} is not a folder.")
-    items = [{"image": image, "case": case} for case, image in input_cases(input_files(str(input_dir), option="input_dir"))]
+    files = input_files(str(input_dir), option="input_dir")
+    for f in files:
+        if f.is_dir():
+            raise InputError(f, "is a DICOM series folder; the bundle reads image files: `svseg predict` (svseg.bundle."
+                                "predict) converts DICOM series to NIfTI first")
+    items = [{"image": image, "case": case} for case, image in input_cases(files)]
     dims = int(spatial_dims) if spatial_dims is not None else _spec(dataset_name).spatial_dims
     kinds = {f: (2 if f.lower().endswith(IMAGE_2D_SUFFIXES) else 3)
              for i in items for f in (i["image"] if isinstance(i["image"], list) else [i["image"]])}

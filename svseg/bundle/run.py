@@ -26,9 +26,10 @@ from monai.bundle import ConfigWorkflow
 import svseg
 from svseg.bundle.config import input_cases, input_files, inputs_prepared
 from svseg.bundle.model_info import read_model_info
+from svseg.bundle.staging import case_outputs, pending_inputs, prediction_class_names, stage_inputs
 from svseg.data import is_dataset_folder
-from svseg.io import IMAGE_2D_SUFFIXES
 from svseg.errors import InputError
+from svseg.inference.statistics import write_statistics
 
 __all__ = ["bundle_dir", "bundle_names", "bundles_root", "run_bundle", "train", "predict"]
 
@@ -61,12 +62,19 @@ def bundle_names() -> list[str]:
     return sorted(names)
 
 
-def bundle_dir(name: str = "msa2net") -> Path:
-    """The folder of bundle ``name`` (holding ``configs/train.json``).
+def bundle_dir(name: str | os.PathLike = "msa2net") -> Path:
+    """The folder of bundle ``name`` (holding ``configs/train.json``); or ``name`` itself when it is a path
+    (absolute, or with a folder part) to a bundle folder holding ``configs/inference.json``, such as an
+    unpacked ``svseg export`` zip.
 
     Raises:
         FileNotFoundError: no such bundle; the message lists the bundles there are.
     """
+    path = Path(name)
+    if path.is_absolute() or len(path.parts) > 1:
+        if (path / "configs" / "inference.json").is_file():
+            return path.absolute()
+        raise FileNotFoundError(f"bundle folder {str(name)!r} has no configs/inference.json.")
     for root in _bundle_roots():
         candidate = root / str(name)
         if (candidate / "configs" / "train.json").is_file():
@@ -148,9 +156,10 @@ def _model_overrides(bundle: str, checkpoint: Path, dataset: str | None,
         raise InputError(checkpoint, f"was trained on the {trained_on!r} data set, not {dataset!r}")
     # everything the preprocessing and the network shape depend on comes from the model, not from the
     # data set as it is today (a planned folder may since have changed, moved or gone)
-    keys = ("dataset_name", "intensity_mean", "intensity_std", "roi_size", "num_classes", "in_channels", "slice_axis",
+    keys = ("dataset_name", "intensity_mean", "intensity_std", "roi_size", "num_classes", "class_names", "in_channels", "slice_axis",
             "spatial_dims", "intensity_rule", "inference_mode")
     out = {k: info[k] for k in keys if k in info}
+    out.update(info.get("bundle_overrides") or {})  # the training's network overrides (svseg.bundle.folds)
     if "prepared_range" in info:  # JSON keeps +-inf as "inf"/"-inf" (svseg.io policy)
         out["prepared_range"] = [float(v) for v in info["prepared_range"]]
     return out
@@ -177,7 +186,8 @@ def _load_error(exc: BaseException) -> BaseException | None:
 
 def predict(bundle: str, input_path: str | os.PathLike, output_dir: str | os.PathLike,
             checkpoint: str | os.PathLike | None = None, device: str = "auto", dataset: str | None = None,
-            overrides: dict[str, Any] | None = None) -> list[Path]:
+            overrides: dict[str, Any] | None = None, skip_existing: bool = False, save_probabilities: bool = False,
+            probability_dtype: str = "float16", tta: bool = False, keep_largest: Sequence[int] = ()) -> list[Path]:
     """Segment images with a bundle and write NIfTI label maps with the input geometry.
 
     Runs the bundle's ``configs/inference.json`` (``run``: a MONAI ``SupervisedEvaluator`` whose
@@ -187,20 +197,30 @@ def predict(bundle: str, input_path: str | os.PathLike, output_dir: str | os.Pat
     so ``dataset`` is not needed. The intensity rule is applied unless the input folder is a data set
     svseg prepared (its recorded marker). Each input is checked before the network runs; each
     written NIfTI is checked to have the input's shape and affine. On failure nothing is left in a
-    new ``output_dir``.
+    new ``output_dir`` (an existing one keeps what it held). A DICOM series folder is converted to
+    NIfTI first (:mod:`svseg.bundle.staging`); beside each label map ``<case>_statistics.json`` gives
+    each class's volume (area) and connected components (:func:`svseg.inference.write_statistics`).
 
     Args:
         bundle: bundle name (e.g. ``msa2net``).
-        input_path: one image file or a folder of images.
+        input_path: one image file, a DICOM series folder, or a folder of images and DICOM series folders.
         output_dir: folder for the label maps.
         checkpoint: weights (``model.pt`` or an svseg ``checkpoint_*.pt``); default the bundle's ``ckpt_path``.
         device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto``.
         dataset: data set the weights were trained on, for weights without ``svseg_model.json``
             (default the bundle's ``dataset_name``); with one, it must agree.
         overrides: more config overrides (e.g. ``{"roi_size": [224, 224]}``).
+        save_probabilities: also write ``<case>.npz``, the softmax ``(K, *spatial)`` and the class names
+            (:func:`svseg.inference.write_probabilities`), in ``probability_dtype`` (``float16``/``float32``).
+        tta: flip test-time augmentation (the inferer's ``tta``: logits averaged over in-plane flips).
+        keep_largest: class ids whose largest connected component alone is kept (MONAI's
+            ``KeepLargestConnectedComponentd`` after the argmax).
+        skip_existing: skip the cases whose label map and statistics (and ``.npz`` with
+            ``save_probabilities``) are already in ``output_dir`` (``svseg predict --continue``); the
+            count is logged.
 
     Returns:
-        The written files.
+        The written label maps.
 
     Raises:
         FileNotFoundError: missing input, bundle or checkpoint.
@@ -211,7 +231,9 @@ def predict(bundle: str, input_path: str | os.PathLike, output_dir: str | os.Pat
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise FileNotFoundError(f"--checkpoint {str(checkpoint)!r} does not exist.")
     ckpt = Path(checkpoint).absolute() if checkpoint is not None else bundle_dir(bundle) / "runs" / "models" / "model.pt"
-    override: dict[str, Any] = {"device": device, **_model_overrides(bundle, ckpt, dataset, overrides)}
+    override: dict[str, Any] = {"device": device, **_model_overrides(bundle, ckpt, dataset, overrides),
+                                "save_probabilities": bool(save_probabilities), "probability_dtype": str(probability_dtype),
+                                "tta": bool(tta), "keep_largest": [int(c) for c in keep_largest]}
     if checkpoint is not None:
         override["ckpt_path"] = str(ckpt)
     elif not ckpt.is_file():
@@ -222,18 +244,18 @@ def predict(bundle: str, input_path: str | os.PathLike, output_dir: str | os.Pat
     out = Path(output_dir).absolute()
     created = not out.exists()
     override["prediction_dir"] = str(out)
+    if skip_existing:
+        files, done = pending_inputs(files, out, probabilities=save_probabilities)
+        logger.info(f"--continue: skipped {len(done)} case(s) whose outputs are already in {out}; "
+                    f"{len(input_cases(files))} to predict")
+        if not files:
+            return []
+    names = prediction_class_names(ckpt, override.get("dataset_name"), bundle_dir(bundle))
     try:
-        # the bundle reads a folder: stage a single file (a link) in a temporary one
+        # the bundle reads a folder: the input folder itself, or a temporary one with links to the files
+        # to predict and the DICOM series as NIfTI
         with tempfile.TemporaryDirectory(prefix="svseg-predict-") as staging:
-            if source.is_file():
-                link = Path(staging) / files[0].name
-                try:
-                    link.symlink_to(files[0].absolute())
-                except OSError:
-                    shutil.copy2(files[0], link)
-                override["input_dir"] = staging
-            else:
-                override["input_dir"] = str(source)
+            override["input_dir"] = str(stage_inputs(source, files, Path(staging)))
             try:
                 run_bundle("run", bundle, ("inference.json",), **override)
             except Exception as e:
@@ -247,10 +269,11 @@ def predict(bundle: str, input_path: str | os.PathLike, output_dir: str | os.Pat
         written = []
         for case, image in input_cases(files):
             f = Path(image[0] if isinstance(image, list) else image)
-            target = out / (f"{case}_seg.png" if f.name.lower().endswith(IMAGE_2D_SUFFIXES) else f"{case}_seg.nii.gz")
+            target, statistics = case_outputs(out, case, image)[:2]
             if not target.is_file():
                 raise FileNotFoundError(f"the bundle did not write {target} for {f}.")
             _check_geometry(f, target)
+            write_statistics(target, statistics, class_names=names)
             written.append(target)
     except BaseException:
         if created and out.is_dir():

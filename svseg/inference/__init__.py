@@ -4,7 +4,10 @@
   volumes (``resize``, ``sliding_window`` or the TransUNet ``transunet`` procedure);
 * :class:`VolumeInferer` - 3D sliding window with flip TTA;
 * :func:`keep_largest_component`, :func:`write_nifti`;
-* :class:`PredictionSaver` - the handler that writes a MONAI evaluator's predictions as NIfTI.
+* :class:`PredictionSaver` - the handler that writes a MONAI evaluator's predictions as NIfTI (and, with
+  ``probabilities=True``, each case's softmax as ``<case>.npz``: :func:`write_probabilities`);
+* :func:`write_statistics` - a label map's volume (area) and connected components per class,
+  ``<case>_statistics.json`` (:mod:`svseg.inference.statistics`).
 
 The prediction loop itself is MONAI's ``SupervisedEvaluator``, built by each bundle's
 ``inference.json`` / ``evaluate.json``; this package supplies its inferer and its saver.
@@ -19,7 +22,8 @@ from svseg.inference.inferers import (
     scipy_nearest_indices,
 )
 from svseg.inference.postprocessing import keep_largest_component
-from svseg.inference.writer import PredictionSaver, reference_affine, write_nifti
+from svseg.inference.statistics import label_statistics, write_statistics
+from svseg.inference.writer import PROBABILITY_DTYPES, PredictionSaver, reference_affine, write_nifti, write_probabilities
 
 __all__ = [
     "PredictionSaver",
@@ -27,8 +31,12 @@ __all__ = [
     "VolumeSliceInferer",
     "argmax_channels",
     "keep_largest_component",
+    "label_statistics",
     "network_output",
     "reference_affine",
     "scipy_nearest_indices",
     "write_nifti",
+    "write_probabilities",
+    "PROBABILITY_DTYPES",
+    "write_statistics",
 ]

@@ -27,7 +27,8 @@ for writers that open files themselves), :func:`atomic_save_text`, :func:`atomic
 :func:`atomic_save_csv`, :func:`atomic_save_figure`, :func:`atomic_save_png`,
 :func:`atomic_save_nifti`, :func:`atomic_save_npz`, :func:`atomic_save_h5`,
 :func:`atomic_torch_save`. Readers: :func:`load_nifti`, :func:`read_image_2d` (2D image files and masks by
-svseg's mask rule).
+svseg's mask rule), :func:`read_dicom_series` / :func:`dicom_to_nifti` (one checked DICOM series folder,
+:mod:`svseg.io.dicom`).
 
 This package imports nothing else from svseg, and no heavy library at import time (nibabel,
 h5py, PIL, torch are imported by the functions that need them).
@@ -44,9 +45,10 @@ Example::
 
 from __future__ import annotations
 
-from svseg.io import atomic, cases, formats, images2d
+from svseg.io import atomic, cases, dicom, formats, images2d
 from svseg.io.atomic import *  # noqa: F403
 from svseg.io.cases import *  # noqa: F403
+from svseg.io.dicom import *  # noqa: F403
 from svseg.io.formats import *  # noqa: F403
 from svseg.io.images2d import *  # noqa: F403
 
@@ -56,3 +58,4 @@ __all__ += atomic.__all__
 __all__ += formats.__all__
 __all__ += cases.__all__
 __all__ += images2d.__all__
+__all__ += dicom.__all__

@@ -216,7 +216,9 @@ class AFMAHead(nn.Module):
             onehot = torch.zeros_like(x).scatter_(1, torch.argmax(x, dim=1, keepdim=True), 1.0)
             pool = F.avg_pool2d if self.spatial_dims == 2 else F.avg_pool3d
             occupancy = extract_patches(pool(onehot, self.pool), self.patch_size)  # (B, K, N_feat, P)
-        nonzeros = torch.count_nonzero(afma, dim=-1).unsqueeze(-1).to(afma.dtype) + 1e-5
+        # the count of non-zeros per row (torch.count_nonzero, the authors' call, has no ONNX export; the same
+        # integers from a comparison and a sum do)
+        nonzeros = (afma != 0).sum(dim=-1, keepdim=True).to(afma.dtype) + 1e-5
         correction = torch.matmul(afma / nonzeros, occupancy)  # (B, K, N_img, P)
         correction = fold_patches(correction, self.patch_size, x.shape[2:])
         return x + correction * x

@@ -116,7 +116,8 @@ def test_recipe_is_spelled_out_in_json(name):
 
     infer = json.loads((cfg / "inference.json").read_text())
     assert infer["evaluator"]["_target_"] == "SupervisedEvaluator"
-    assert _targets(infer["handlers"]) == ["CheckpointLoader", "svseg.inference.PredictionSaver"]
+    assert _targets(infer["handlers"]) == ["CheckpointLoader", "svseg.inference.PredictionSaver",
+                                           "ignite.handlers.ProgressBar"]
     assert infer["run"] == ["$@evaluator.run()"]
     assert _targets(infer["preprocessing"]["transforms"])[0] == "svseg.data.LoadVolumed"
 
@@ -136,3 +137,25 @@ def test_default_config_agrees_with_metadata(name):
         parser.read_config([str(cfg / f) for f in files])
         assert parser.get_parsed_content("num_classes") == channels, f"{name} {files}: num_classes != metadata"
         assert parser["network_def#out_channels"] == "@num_classes"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_demo_override_is_one_schedule_for_all(name):
+    """Every bundle has configs/demo.json, the short schedule of svseg demo and the model card: AdamW 1e-3, a poly
+    decay stepped per iteration by handler 4, no augmentation, no validation; MSGA's stall-halving handler (its
+    paper schedule needs validation) is the one replaced by the LR schedule handler."""
+    from monai.bundle import ConfigParser
+
+    cfg = BUNDLES / name / "configs"
+    demo = ConfigParser()
+    demo.read_config([str(cfg / "train.json"), str(cfg / "demo.json")])
+    assert demo["optimizer#_target_"] == "torch.optim.AdamW" and demo["optimizer#lr"] == 1e-3
+    assert demo["train#lr_scheduler#_target_"] == "svseg.training.poly_scheduler"
+    handler = demo["train#handlers#4"]
+    assert handler["_target_"] == "LrScheduleHandler" and handler["lr_scheduler"] == "@train#lr_scheduler"
+    assert handler["epoch_level"] is False
+    assert demo["augmentation#transforms"] == [] and demo["val_interval"] >= 1000
+    assert demo["max_epochs"] * demo["train#epoch_length"] == 144 and demo["batch_size"] == 4
+    assert demo.get_parsed_content("roi_size") == [224, 224]
+    targets = [h["_target_"] for h in demo["train#handlers"]]
+    assert "svseg.training.HalveLROnStall" not in targets
