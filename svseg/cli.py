@@ -256,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or auto")
     p.add_argument("--max-iterations", type=int, default=None, help="training iterations (default: the demo's 144)")
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--bundle", default="msa2net", help="bundle to run (it needs a configs/demo.json)")
+    p.add_argument("--bundle", default="msa2net",
+                   help="bundle to run: svanet, msa2net, afma, sa2net or msga (each has configs/demo.json, one short "
+                        "schedule for all five)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("prepare", formatter_class=_Formatter, help="convert a downloaded data set into svseg's layout",

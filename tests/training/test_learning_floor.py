@@ -9,14 +9,14 @@ AdamW 1e-3 with poly decay, no augmentation) for a fixed, seeded number of itera
 What a network that learned nothing scores on these 4 tiles:
 
 * the best constant predictor (every pixel "nucleus"): Dice 0.328;
-* the same bundle and schedule with the loss replaced by a constant (``ConstantLoss`` below: zero gradients,
-  so only AdamW's weight decay moves the weights): see ``MUTANT`` per network, measured. The floor test is
-  checked to FAIL with that loss: ``test_floor_rejects_a_constant_loss`` runs the cheapest network (AFMA) so;
-  the other four were run so by hand with ``SVSEG_FLOOR_MUTANT=1`` (the mutant Dice values below come from
-  those runs), and all failed their floor.
+* the same bundle and schedule with the loss replaced by a constant (``ConstantLoss`` below: zero gradients, so
+  only AdamW's weight decay moves the weights): ``FLOORS[...][4]``, measured by running this module with
+  ``SVSEG_FLOOR_MUTANT=1``; every one of the five then FAILED its floor (0.099-0.322). The default run keeps
+  one such check, on the cheapest network: ``test_floor_rejects_a_constant_loss`` (AFMA).
 
-``MEASURED`` is the Dice of the normal run on the project's 2-core CPU (torch 2.14.1, 2026-11-30); each floor
-sits at least 0.12 below it and at least 0.15 above the better of the two no-learning figures.
+``FLOORS[...][3]`` is the Dice of the normal run on the project's 2-core CPU (torch 2.14.1, 2026-11-30). Every
+floor is 0.60: at least 0.148 below the measured Dice (the margin for other CPUs' floating point and torch
+versions) and at least 0.27 above the better of the two no-learning figures.
 """
 from __future__ import annotations
 
@@ -29,18 +29,21 @@ import torch
 
 pytestmark = pytest.mark.slow
 
-ITERATIONS = 12
 BATCH = 4
-SIZE = 128
+SIZE = 64  # the 128 x 128 tiles at half resolution: a quarter of the cost (MSA2Net keeps 128, see FLOORS)
 CONSTANT_PREDICTOR = 0.328
 
-#: bundle: (floor, measured Dice, mutant Dice); measured with ITERATIONS at BATCH, SIZE x SIZE, seed 1234
+#: bundle: (iterations, input size, floor, measured Dice, mutant Dice), at BATCH, seed 1234. The ResNet-50 /
+#: ResNeXt-101 networks (SvANet, MSGA) need more iterations than the others before their eval-mode output is
+#: useful: after 12 iterations (at 128 x 128) SvANet scored 0.329 and MSGA 0.000 (all background), after 40 0.918 and
+#: 0.886. MSA2Net at 64 x 64 (MaxViT windows of 2 x 2) reached only 0.526 after 24 iterations; at 128 x 128 it
+#: learns within 12.
 FLOORS = {
-    "svanet": (0.55, None, None),
-    "msa2net": (0.55, None, None),
-    "afma": (0.55, None, None),
-    "sa2net": (0.55, None, None),
-    "msga": (0.55, None, None),
+    "afma": (12, SIZE, 0.60, 0.817, 0.244),
+    "sa2net": (12, SIZE, 0.60, 0.792, 0.210),
+    "msa2net": (12, 128, 0.60, 0.777, MSA2NET_MUTANT),
+    "svanet": (40, SIZE, 0.60, 0.896, 0.322),
+    "msga": (40, SIZE, 0.60, 0.748, 0.099),
 }
 
 
@@ -68,12 +71,12 @@ def nuclei(tmp_path_factory) -> Path:
 
 
 def train_and_dice(bundle: str, nuclei: Path, out: Path, loss: torch.nn.Module | None = None) -> float:
-    """Train ``bundle`` for ITERATIONS on the 12 training tiles, evaluate on the 4 test tiles, return the mean Dice."""
+    """Train ``bundle`` for its iterations on the 12 training tiles, evaluate on the 4 test tiles, return the mean Dice."""
     from svseg.bundle import run_bundle
 
     override = {"dataset_name": str(nuclei), "fold": "all", "output_dir": str(out), "device": "cpu",
-                "batch_size": BATCH, "max_epochs": 1, "train#epoch_length": ITERATIONS, "roi_size": [SIZE, SIZE],
-                "seed": 1234}
+                "batch_size": BATCH, "max_epochs": 1, "train#epoch_length": FLOORS[bundle][0],
+                "roi_size": [FLOORS[bundle][1]] * 2, "seed": 1234}
     if loss is not None:
         override["loss"] = loss
     run_bundle("training", bundle, ("train.json", "demo.json"), resume=False, **override)
@@ -85,18 +88,18 @@ def train_and_dice(bundle: str, nuclei: Path, out: Path, loss: torch.nn.Module |
 
 @pytest.mark.parametrize("bundle", sorted(FLOORS))
 def test_network_learns_nuclei(bundle, nuclei, tmp_path):
-    floor, measured, mutant = FLOORS[bundle]
+    iterations, _, floor, measured, mutant = FLOORS[bundle]
     mutate = os.environ.get("SVSEG_FLOOR_MUTANT") == "1"
     dice = train_and_dice(bundle, nuclei, tmp_path / bundle, loss=ConstantLoss() if mutate else None)
-    print(f"{bundle}: Dice {dice:.3f} after {ITERATIONS} iterations (floor {floor}, measured {measured}, "
+    print(f"{bundle}: Dice {dice:.3f} after {iterations} iterations (floor {floor}, measured {measured}, "
           f"mutant {mutant}{', THIS RUN IS THE MUTANT' if mutate else ''})")
-    assert dice >= floor, (f"{bundle} reached Dice {dice:.3f} on the nuclei test tiles after {ITERATIONS} iterations, "
+    assert dice >= floor, (f"{bundle} reached Dice {dice:.3f} on the nuclei test tiles after {iterations} iterations, "
                            f"below its floor {floor} (measured {measured}; a constant predictor scores "
                            f"{CONSTANT_PREDICTOR}, the constant-loss mutant {mutant})")
 
 
 def test_floor_rejects_a_constant_loss(nuclei, tmp_path):
     """The floor discriminates: AFMA trained with a constant loss stays below its floor."""
-    floor = FLOORS["afma"][0]
+    floor = FLOORS["afma"][2]
     dice = train_and_dice("afma", nuclei, tmp_path / "afma_mutant", loss=ConstantLoss())
     assert dice < floor, f"the constant-loss mutant reached Dice {dice:.3f}, above the floor {floor}: the floor is too low"
