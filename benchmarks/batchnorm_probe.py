@@ -23,13 +23,15 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from monai.bundle import ConfigParser  # noqa: E402
 
-from svseg.bundle import bundle_dir, run_bundle  # noqa: E402
+from common import bundle_network  # noqa: E402
+from svseg.bundle import run_bundle  # noqa: E402
 from svseg.data import plan_dataset  # noqa: E402
+from svseg.data.transforms import apply_intensity_channels  # noqa: E402
 from svseg.data.nuclei import prepare_nuclei  # noqa: E402
 from svseg.io import read_image_2d  # noqa: E402
 
@@ -65,25 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         folder = prepare_nuclei(work / "Dataset901_DSB2018Nuclei")
-        plan_dataset(str(folder))
+        plan = plan_dataset(str(folder))
         out = work / f"{args.bundle}_{args.iterations}"
         override = {"dataset_name": str(folder), "fold": "all", "output_dir": str(out), "device": "cpu",
                     "batch_size": 4, "max_epochs": 1, "train#epoch_length": args.iterations,
                     "roi_size": [args.size, args.size], "seed": 1234}
         run_bundle("training", args.bundle, ("train.json", "demo.json"), resume=False, **override)
-        configs = bundle_dir(args.bundle) / "configs"
-        config = ConfigParser()
-        config.read_config([str(configs / "train.json"), str(configs / "demo.json")])
-        for key, value in {**override, "bundle_root": str(bundle_dir(args.bundle))}.items():
-            config[key] = value
-        net = config.get_parsed_content("network_def")
+        net = bundle_network(args.bundle, override)
         state = torch.load(out / "models" / "model.pt", map_location="cpu", weights_only=True)
         net.load_state_dict(state["network"] if "network" in state else state)
         cases = sorted(p.name.split(".")[0] for p in (folder / "labelsTs").glob("*.png"))
         images = []
-        for case in cases:  # the planned rule of the nuclei (per-image z-score), at the trained size
-            x = read_image_2d(folder / "imagesTs" / f"{case}_0000.png")[0].astype(np.float32)
-            images.append((x - x.mean()) / max(float(x.std()), 1e-8))
+        for case in cases:  # the data set's planned intensity rule, as svseg predict applies it
+            images.append(apply_intensity_channels(read_image_2d(folder / "imagesTs" / f"{case}_0000.png"),
+                                                   plan["intensity"])[0])
         batch = torch.nn.functional.interpolate(torch.from_numpy(np.stack(images))[:, None], size=(args.size,) * 2,
                                                 mode="bilinear", align_corners=False)
         masks = [np.asarray(torch.nn.functional.interpolate(

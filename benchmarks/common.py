@@ -14,7 +14,7 @@ from typing import Any
 
 from svseg.io import atomic_write
 
-__all__ = ["cpu_summary", "machine_stamp", "benchmark_parser", "save_results"]
+__all__ = ["cpu_summary", "machine_stamp", "benchmark_parser", "save_results", "bundle_network"]
 
 
 def machine_stamp(*details: str) -> str:
@@ -48,3 +48,19 @@ def cpu_summary(default: str = "unknown CPU") -> str:
     except (OSError, StopIteration):
         model = platform.processor() or default
     return f"{model}, {os.cpu_count()} cores"
+
+
+def bundle_network(bundle: str, overrides: dict[str, Any], configs: tuple[str, ...] = ("train.json", "demo.json")):
+    """The ``network_def`` the bundle builds from ``configs`` with ``overrides`` (an untrained instance), the way
+    ``python -m monai.bundle run`` would; MONAI's ``ConfigParser`` has no one-call "merge these files, apply these
+    overrides, build this key"."""
+    from monai.bundle import ConfigParser
+
+    from svseg.bundle import bundle_dir
+
+    parser = ConfigParser()
+    folder = bundle_dir(bundle)
+    parser.read_config([str(folder / "configs" / name) for name in configs])
+    for key, value in {**overrides, "bundle_root": str(folder)}.items():
+        parser[key] = value
+    return parser.get_parsed_content("network_def")

@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from common import cpu_summary  # noqa: E402
+from common import bundle_network, cpu_summary  # noqa: E402
 from svseg.io import atomic_save_figure, atomic_save_json, atomic_write, read_image_2d  # noqa: E402
 
 NETWORKS = ("svanet", "msa2net", "afma", "sa2net", "msga")
@@ -85,17 +85,7 @@ def dataset_overrides(name: str, data_dir: Path) -> dict[str, Any]:
 
 def count_parameters(bundle: str, overrides: dict[str, Any]) -> int:
     """Parameters of the network the bundle builds with these overrides (all of them; every one is trained)."""
-    from monai.bundle import ConfigParser
-
-    from svseg.bundle import bundle_dir
-
-    parser = ConfigParser()
-    configs = bundle_dir(bundle) / "configs"
-    parser.read_config([str(configs / "train.json"), str(configs / "demo.json")])
-    for key, value in overrides.items():
-        parser[key] = value
-    parser["bundle_root"] = str(bundle_dir(bundle))
-    net = parser.get_parsed_content("network_def")
+    net = bundle_network(bundle, overrides)
     return int(sum(p.numel() for p in net.parameters()))
 
 

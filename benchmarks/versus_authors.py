@@ -50,7 +50,7 @@ _spec.loader.exec_module(common)
 cpu_summary = common.cpu_summary
 from svseg.io import atomic_write  # noqa: E402
 from svseg.losses import AFMALoss, BoundaryDoULoss, DeepSupervisionDiceBCELoss, LabelCrossEntropyLoss, MSGALoss  # noqa: E402
-from svseg.networks import AFMA, MSGA, SA2Net, load_authors_weights  # noqa: E402
+from svseg.networks import AFMA, MSGA, SA2Net, fast_mode, load_authors_weights  # noqa: E402
 from tests.fidelity import test_afma_authors, test_msa2net_authors, test_msga_authors  # noqa: E402
 from tests.fidelity import test_sa2net_authors, test_svanet_authors  # noqa: E402
 
@@ -131,12 +131,15 @@ def forget_authors_modules(before: set[str]) -> None:
             del sys.modules[name]
 
 
-def measure(name: str, repeats: int, device: torch.device, skip_train: bool) -> dict:
+def measure(name: str, repeats: int, device: torch.device, skip_train: bool, fast: bool = False,
+            channels_last: bool = False) -> dict:
     mp = pytest.MonkeyPatch()
     before = set(sys.modules)
     try:
         ours, theirs, channels, size, classes, loss = PAIRS[name](mp)
         ours, theirs = ours.to(device), theirs.to(device)
+        if fast:  # svseg's opt-in fast mode; the authors' code runs as they ship it (fp32)
+            fast_mode(ours, channels_last=channels_last)
         gen = torch.Generator().manual_seed(0)
         x1 = torch.randn(1, channels, size, size, generator=gen).to(device)
         x2 = torch.randn(2, channels, size, size, generator=gen).to(device)
@@ -186,7 +189,7 @@ def ratio(theirs: float | None, ours: float | None) -> str:
     return "-" if not theirs or not ours else f"{theirs / ours:.2f}"
 
 
-def table(results: list[dict], stamp: str) -> str:
+def table(results: list[dict], stamp: str, mode: str = "fp32 on both sides") -> str:
     lines = [BEGIN, "", stamp, "",
              "| network | input | eval: authors / svseg (s) | eval ratio | train step: authors / svseg (s) | train ratio |",
              "|---|---|---|---|---|---|"]
@@ -199,7 +202,7 @@ def table(results: list[dict], stamp: str) -> str:
                      f"{r['ours_eval']:.3f} | {ratio(r['theirs_eval'], r['ours_eval'])} | {train} | "
                      f"{ratio(r['theirs_train'], r['ours_train'])} |")
     lines += ["", "Ratio = the authors' time / svseg's (above 1: svseg is faster). Same process, interleaved, same "
-              "inputs, fp32; eval at batch 1, train step (forward, paper loss, backward, SGD step) at batch 2; "
+              f"inputs; precision: {mode}; eval at batch 1, train step (forward, paper loss, backward, SGD step) at batch 2; "
               "median of the runs after one warm-up.", "", END]
     return "\n".join(lines)
 
@@ -221,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per side after one warm-up")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--skip-train", action="store_true", help="eval forward only")
+    parser.add_argument("--fast", action="store_true",
+                        help="svseg in its opt-in fast mode (svseg.networks.fast_mode: bf16 autocast); the authors "
+                             "stay fp32")
+    parser.add_argument("--channels-last", action="store_true", help="with --fast: channels_last memory format too")
     parser.add_argument("--write", default=None, help="Markdown file whose versus-authors section to replace")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     results = []
     for name in args.networks:
-        r = measure(name, args.repeats, device, args.skip_train)
+        r = measure(name, args.repeats, device, args.skip_train, args.fast, args.channels_last)
         results.append(r)
         print({k: v for k, v in r.items() if k != "runs"}, flush=True)
     load_after = os.getloadavg()
@@ -236,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     stamp = (f"Measured {dt.date.today().isoformat()} on {cpu_summary()}{', ' + gpu if gpu else ''}, torch "
              f"{torch.__version__}, {args.threads} threads, device {device}, {args.repeats} timed runs per side; "
              f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after.")
-    section = table(results, stamp)
+    mode = ("svseg in fast mode (bf16 autocast" + (", channels_last" if args.channels_last else "")
+            + "), the authors' code fp32" if args.fast else "fp32 on both sides")
+    section = table(results, stamp, mode)
     print(section)
     if args.write:
         write_section(Path(args.write), section)

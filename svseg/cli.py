@@ -66,11 +66,16 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- commands
 # Each command imports its stage when it runs (torch, MONAI, ...), so `svseg --help` answers at once;
 # the import-linter contract still sees these imports (tests/test_architecture.py).
+_FAST_HELP = ("opt-in fast mode: the network runs under bf16 autocast (svseg.networks.fast_mode, the bundle key "
+              "fast_mode=true); weights and checkpoints stay fp32; the accuracy cost is measured in docs/benchmarks.md")
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from svseg.bundle import run_demo
 
     summary = run_demo(output_dir=args.output, data_dir=args.data_dir, tiny=args.tiny, device=args.device,
-                       max_iterations=args.max_iterations, num_threads=args.num_threads, bundle=args.bundle)
+                       max_iterations=args.max_iterations, num_threads=args.num_threads, bundle=args.bundle,
+                       fast=args.fast)
     out = Path(args.output)
     png = sorted((out / "overlays").glob("*.png")) if (out / "overlays").is_dir() else []
     print(f"pictures: progress {'found' if list(out.rglob('progress.png')) else 'missing'}, "
@@ -119,6 +124,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if value is not None:
             override[key] = str(Path(value).absolute()) if key in ("data_root", "output_dir") else value
     override["resume"] = {"auto": "auto", "true": True, "false": False}[args.resume]
+    if args.fast:
+        override["fast_mode"] = True
     tracking = None
     if args.tracking == "mlflow":
         try:
@@ -150,8 +157,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.bundle is None:
         raise ValueError("svseg predict needs --bundle NAME (weights from --checkpoint) or --model NAME.zip.")
     dataset = _dataset_arg(args.dataset) if args.dataset is not None else None
+    overrides = parse_overrides(args.override)
+    if args.fast:
+        overrides["fast_mode"] = True
     written = predict_models(args.bundle, args.input, args.output, checkpoints=args.checkpoint, device=args.device,
-                             dataset=dataset, overrides=parse_overrides(args.override), skip_existing=args.skip_existing,
+                             dataset=dataset, overrides=overrides, skip_existing=args.skip_existing,
                              save_probabilities=args.save_probabilities, probability_dtype=args.probabilities_dtype,
                              tta=args.tta, keep_largest_classes=args.keep_largest)
     for w in written:
@@ -259,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", default="msa2net",
                    help="bundle to run: svanet, msa2net, afma, sa2net or msga (each has configs/demo.json, one short "
                         "schedule for all five)")
+    p.add_argument("--fast", action="store_true", help=_FAST_HELP)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("prepare", formatter_class=_Formatter, help="convert a downloaded data set into svseg's layout",
@@ -318,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra config file under the bundle's configs/ merged after train.json (repeatable), e.g. demo.json")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="any config override (repeatable), e.g. batch_size=8 or 'roi_size=[160,160]'")
+    p.add_argument("--fast", action="store_true", help=_FAST_HELP)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", formatter_class=_Formatter, help="segment images or DICOM series with a bundle",
@@ -366,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-largest", nargs="+", default=[], metavar="CLASS",
                    help="class ids or names whose largest connected component alone is kept (after the ensemble "
                         "average), as svseg find-best chooses")
+    p.add_argument("--fast", action="store_true", help=_FAST_HELP)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("ensemble", formatter_class=_Formatter, help="average saved probabilities of several predictions",

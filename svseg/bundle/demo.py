@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 def run_demo(output_dir: str | os.PathLike = "outputs/demo", data_dir: str | os.PathLike | None = None,
              tiny: bool = False, device: str = "cpu", max_iterations: int | None = None,
-             num_threads: int | None = None, bundle: str = "msa2net") -> dict:
+             num_threads: int | None = None, bundle: str = "msa2net", fast: bool = False) -> dict:
     """Prepare the demo data, train the bundle with its demo override, evaluate, print Dice and time.
 
     Args:
@@ -44,6 +45,7 @@ def run_demo(output_dir: str | os.PathLike = "outputs/demo", data_dir: str | os.
         max_iterations: override the demo's 144 training iterations (rounded to whole epochs of 36).
         num_threads: torch CPU threads (default: torch's own choice).
         bundle: bundle folder name (``msa2net``; other bundles need their own ``demo.json``).
+        fast: train and evaluate in the opt-in fast mode (``fast_mode=true``: bf16 autocast).
 
     Returns:
         The evaluation summary (``summary.json`` contents) with ``wall_time_s`` added.
@@ -55,7 +57,7 @@ def run_demo(output_dir: str | os.PathLike = "outputs/demo", data_dir: str | os.
     root = prepare_demo(data_dir, tiny=tiny)
     t_data = time.perf_counter() - t0
     override: dict[str, Any] = {"dataset_name": "demo", "data_root": str(root), "output_dir": output_dir,
-                                "device": device}
+                                "device": device, "fast_mode": bool(fast)}
     if max_iterations is not None:
         per_epoch = 36
         epochs = max(1, -(-int(max_iterations) // per_epoch))
@@ -68,7 +70,7 @@ def run_demo(output_dir: str | os.PathLike = "outputs/demo", data_dir: str | os.
         summary = json.load(f)
     summary["wall_time_s"] = wall
     per_class = _mean_dice_per_class(os.path.join(output_dir, "metrics.csv"))
-    print(f"svseg demo ({bundle}, {'tiny ' if tiny else ''}demo data, device {device})")
+    print(f"svseg demo ({bundle}, {'tiny ' if tiny else ''}demo data, device {device}{', fast mode' if fast else ''})")
     for name, dice in per_class.items():
         print(f"  mean 3D Dice {name:<14s} {dice:.3f}")
     mean = sum(per_class.values()) / max(len(per_class), 1)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ import numpy as np
 from svseg.data.demo import default_data_dir
 from svseg.io import atomic_save_json, atomic_save_png
 
-__all__ = ["NUCLEI_DATASET", "prepare_nuclei", "stardist_sample_dir"]
+__all__ = ["NUCLEI_DATASET", "nuclei_tiles", "prepare_nuclei", "read_nuclei_sample", "stardist_sample_dir"]
 
 NUCLEI_DATASET = "Dataset901_DSB2018Nuclei"
 _DEFAULT_TEST = (0, 5, 10, 15)
@@ -68,6 +68,21 @@ def _read_pair(source: Path) -> tuple[np.ndarray, np.ndarray]:
     return image.astype(np.uint8), mask
 
 
+def nuclei_tiles(image: np.ndarray, mask: np.ndarray, tile: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(k, image tile, binary mask tile)`` for the non-overlapping ``tile`` x ``tile`` tiles, row by row
+    (``k`` = 0 top left); the mask is ``instance id > 0``. Partial tiles at the right and bottom edges are left out."""
+    k = 0
+    for y in range(0, image.shape[0] - tile + 1, tile):
+        for x in range(0, image.shape[1] - tile + 1, tile):
+            yield k, image[y:y + tile, x:x + tile], mask[y:y + tile, x:x + tile] > 0
+            k += 1
+
+
+def read_nuclei_sample(source: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The nuclei sample as ``(uint8 image, instance mask)``, from ``source`` or the installed stardist wheel."""
+    return _read_pair(Path(source) if source is not None else stardist_sample_dir())
+
+
 def prepare_nuclei(output: str | os.PathLike | None = None, tile: int = 128,
                    test_tiles: Sequence[int] = _DEFAULT_TEST, source: str | os.PathLike | None = None,
                    force: bool = False) -> Path:
@@ -85,7 +100,6 @@ def prepare_nuclei(output: str | os.PathLike | None = None, tile: int = 128,
         FileNotFoundError: no stardist wheel and no ``source``.
         ValueError: a tile size that does not divide the image, or test tiles out of range.
     """
-    src = Path(source) if source is not None else stardist_sample_dir()
     root = Path(output).expanduser() if output is not None else default_data_dir() / NUCLEI_DATASET
     params = {"tile": int(tile), "test_tiles": sorted(int(t) for t in test_tiles), "version": 1}
     stamp = root / "svseg_nuclei_stamp.json"
@@ -95,7 +109,7 @@ def prepare_nuclei(output: str | os.PathLike | None = None, tile: int = 128,
                 return root
         except ValueError:
             pass
-    image, mask = _read_pair(src)
+    image, mask = read_nuclei_sample(source)
     h, w = image.shape
     if tile < 16 or h % tile or w % tile:
         raise ValueError(f"tile {tile} must be >= 16 and divide the image size {h} x {w}")
@@ -107,14 +121,11 @@ def prepare_nuclei(output: str | os.PathLike | None = None, tile: int = 128,
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("tile*.png"):  # a different tiling must not leave stale tiles behind
             old.unlink()
-    k = 0
-    for y in range(0, h, tile):
-        for x in range(0, w, tile):
-            test = k in params["test_tiles"]
-            images, labels = (subs["imagesTs"], subs["labelsTs"]) if test else (subs["imagesTr"], subs["labelsTr"])
-            atomic_save_png(image[y:y + tile, x:x + tile], images / f"tile{k:02d}_0000.png")
-            atomic_save_png((mask[y:y + tile, x:x + tile] > 0).astype(np.uint8), labels / f"tile{k:02d}.png")
-            k += 1
+    for k, image_tile, mask_tile in nuclei_tiles(image, mask, tile):
+        test = k in params["test_tiles"]
+        images, labels = (subs["imagesTs"], subs["labelsTs"]) if test else (subs["imagesTr"], subs["labelsTr"])
+        atomic_save_png(image_tile, images / f"tile{k:02d}_0000.png")
+        atomic_save_png(mask_tile.astype(np.uint8), labels / f"tile{k:02d}.png")
     atomic_save_json({
         "name": "DSB2018 nuclei (stardist wheel sample)",
         "description": f"stardist/data/images img2d.tif + mask2d.tif cut into {n} tiles of {tile} x {tile}; "

@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from svseg.data.nuclei import nuclei_tiles, read_nuclei_sample
+
 
 def stardist_images() -> Path:
     """``stardist/data/images`` of the installed wheel, or skip the test with the reason."""
@@ -90,20 +92,12 @@ def write_image_folder(root: Path, n: int = 4, size=(32, 40), rgb: bool = False,
 def write_nuclei(root: Path, tile: int = 128) -> Path:
     """REAL small objects: the stardist DSB2018 nuclei image (512 x 512) in ``tile`` x ``tile`` tiles with
     binary 0/255 masks, as ``images/`` + ``masks/`` PNG pairs and a ``dataset.json`` naming the classes."""
-    import tifffile
-
-    src = stardist_images()
-    image = tifffile.imread(src / "img2d.tif")
-    mask = tifffile.imread(src / "mask2d.tif")
+    image, mask = read_nuclei_sample(stardist_images())
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
-    k = 0
-    for y in range(0, image.shape[0] - tile + 1, tile):
-        for x in range(0, image.shape[1] - tile + 1, tile):
-            Image.fromarray(image[y:y + tile, x:x + tile].astype(np.uint8)).save(root / "images" / f"tile{k:02d}.png")
-            Image.fromarray(((mask[y:y + tile, x:x + tile] > 0) * 255).astype(np.uint8)).save(
-                root / "masks" / f"tile{k:02d}.png")
-            k += 1
+    for k, image_tile, mask_tile in nuclei_tiles(image, mask, tile):
+        Image.fromarray(image_tile).save(root / "images" / f"tile{k:02d}.png")
+        Image.fromarray((mask_tile * 255).astype(np.uint8)).save(root / "masks" / f"tile{k:02d}.png")
     (root / "dataset.json").write_text(json.dumps({"name": "DSB2018 nuclei (stardist wheel)",
                                                    "labels": {"background": 0, "nucleus": 1}}))
     return root

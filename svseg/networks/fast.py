@@ -1,0 +1,89 @@
+"""The opt-in fast mode: bf16 autocast (and optionally channels_last) around a network's forward.
+
+``fast_mode(net)`` changes how ``net`` computes, not what it holds: its parameters, buffers and
+``state_dict`` keys stay as they are (fp32, the same names), so checkpoints move freely between the fp32
+path and the fast path, and the authors' weights load the same way. Each forward
+
+* runs under ``torch.autocast(<the input's device type>, dtype=torch.bfloat16)``: convolutions and matrix
+  products in bf16, the ops autocast keeps in fp32 (softmax, norms' statistics, reductions) in fp32;
+* returns its outputs cast back to fp32 (a tensor, or the same tuple/list/dict structure), so losses,
+  metrics and inferers downstream see the dtype they see on the fp32 path;
+* with ``channels_last=True``, moves the module and its 4-D inputs to the channels-last memory format (the
+  layout oneDNN and cuDNN prefer for bf16 convolutions; measured per network, see ``docs/benchmarks.md``).
+
+Why not the libraries' own switch: MONAI's ``SupervisedTrainer(amp=True)`` and ``SupervisedEvaluator``
+enter ``torch.autocast("cuda")`` only, which does nothing on a CPU, and ignite's trainers do the same; the
+fast mode has to work on the 2-core CPUs the demo runs on. Wrapping the network (rather than the engine)
+also covers the inferers, the exporters' eager reference and the benchmarks with one switch.
+
+The fp32 path stays the default and keeps its fidelity to the authors' code (``tests/fidelity``); the fast
+mode's effect on accuracy is measured (``docs/benchmarks.md``) rather than assumed.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+__all__ = ["fast_mode", "is_fast_mode"]
+
+
+def _to_float32(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return out.float() if out.is_floating_point() and out.dtype != torch.float32 else out
+    if isinstance(out, tuple) and hasattr(out, "_fields"):  # a named tuple keeps its type
+        return type(out)(*(_to_float32(o) for o in out))
+    if isinstance(out, (tuple, list)):
+        return type(out)(_to_float32(o) for o in out)
+    if isinstance(out, dict):
+        return {k: _to_float32(v) for k, v in out.items()}
+    return out
+
+
+class _FastForward:
+    """The forward that ``fast_mode`` installs on one module instance (kept picklable and deep-copyable)."""
+
+    def __init__(self, forward: Callable, dtype: torch.dtype, channels_last: bool):
+        self.forward = forward
+        self.dtype = dtype
+        self.channels_last = channels_last
+
+    def _device_type(self, args: tuple, kwargs: dict) -> str:
+        for a in (*args, *kwargs.values()):
+            if isinstance(a, torch.Tensor):
+                return a.device.type
+        return "cpu"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.channels_last:
+            args = tuple(a.contiguous(memory_format=torch.channels_last)
+                         if isinstance(a, torch.Tensor) and a.dim() == 4 else a for a in args)
+        with torch.autocast(self._device_type(args, kwargs), dtype=self.dtype):
+            out = self.forward(*args, **kwargs)
+        return _to_float32(out)
+
+
+def fast_mode(net: nn.Module, enabled: bool = True, dtype: torch.dtype = torch.bfloat16,
+              channels_last: bool = False) -> nn.Module:
+    """Switch ``net`` (in place) to the fast mode and return it; ``enabled=False`` returns it unchanged.
+
+    Args:
+        net: any svseg network (or any ``nn.Module``).
+        enabled: the bundles' ``fast_mode`` flag; ``False`` is a no-op so that a config can always call this.
+        dtype: the autocast dtype (bf16: no loss scaling is needed, unlike fp16).
+        channels_last: also use the channels-last memory format for the module and its 4-D inputs.
+
+    Calling it twice is a no-op; the parameters stay fp32 and the ``state_dict`` is unchanged.
+    """
+    if not enabled or is_fast_mode(net):
+        return net
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    net.forward = _FastForward(net.forward, dtype, channels_last)
+    return net
+
+
+def is_fast_mode(net: nn.Module) -> bool:
+    """Whether ``fast_mode`` was applied to ``net``."""
+    return isinstance(net.__dict__.get("forward"), _FastForward)

@@ -1,0 +1,124 @@
+"""Tests for :func:`svseg.networks.fast_mode` (the opt-in bf16 autocast path).
+
+Inputs are synthetic random tensors (dtype, structure and closeness checks, not accuracy on real data: the
+accuracy cost on the demo's real MNI152 data is measured in ``docs/benchmarks.md``).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from svseg.networks import SA2Net, SvANet, fast_mode, is_fast_mode
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sa2net() -> SA2Net:
+    torch.manual_seed(0)
+    return SA2Net(spatial_dims=2, in_channels=1, out_channels=2, features=8)
+
+
+def test_fast_mode_keeps_weights_and_state_dict():
+    net = _sa2net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    assert fast_mode(net) is net and is_fast_mode(net)
+    after = net.state_dict()
+    assert list(after) == list(before)
+    for k, v in after.items():
+        assert v.dtype == before[k].dtype and torch.equal(v, before[k]), k
+    # a checkpoint of the fast network loads into a plain one and back
+    plain = _sa2net()
+    plain.load_state_dict(after)
+    assert not is_fast_mode(plain)
+
+
+def test_fast_mode_outputs_fp32_same_structure_close_to_fp32():
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    ref = _sa2net().train()
+    fast = fast_mode(_sa2net().train())
+    out_ref, out_fast = ref(x), fast(x)
+    # deep supervision in train mode: a tuple of four outputs on both paths, all fp32
+    assert isinstance(out_fast, tuple) and len(out_fast) == len(out_ref) == 4
+    for r, f in zip(out_ref, out_fast):
+        assert f.dtype == torch.float32 and f.shape == r.shape
+        # bf16 keeps 8 bits of mantissa: close, not equal
+        assert not torch.equal(r, f)
+        assert (r - f).abs().max() <= 0.05 * r.abs().max()
+    ref.eval(), fast.eval()
+    with torch.no_grad():
+        r, f = ref(x), fast(x)
+    assert isinstance(f, torch.Tensor) and f.dtype == torch.float32
+    assert (r.argmax(1) == f.argmax(1)).float().mean() > 0.95
+
+
+def test_fast_mode_trains_with_fp32_gradients():
+    net = fast_mode(_sa2net().train())
+    x = torch.randn(2, 1, 32, 32)
+    loss = sum(o.float().mean() for o in net(x))
+    loss.backward()
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_fast_mode_disabled_idempotent_and_copyable():
+    net = _sa2net()
+    assert fast_mode(net, enabled=False) is net and not is_fast_mode(net)
+    fast_mode(net)
+    inner = net.forward
+    fast_mode(net)
+    assert net.forward is inner  # a second call does not wrap twice
+    twin = copy.deepcopy(net)
+    assert is_fast_mode(twin)
+    twin.eval(), net.eval()
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(twin(x), net(x))
+    # the copy's forward is bound to the copy, not to the original
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.zero_()
+        assert not torch.equal(twin(x), net(x))
+
+
+def test_fast_mode_channels_last():
+    net = fast_mode(_sa2net().eval(), channels_last=True)
+    convs = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    with torch.no_grad():
+        out = net(torch.randn(1, 1, 32, 32))
+    assert out.dtype == torch.float32 and out.shape == (1, 2, 32, 32)
+
+
+@pytest.mark.parametrize("bundle", ["svanet", "msa2net", "afma", "sa2net", "msga"])
+def test_bundle_fast_mode_flag(bundle):
+    """Every bundle's train.json and inference.json have ``fast_mode`` off by default and pass it to
+    ``fast_mode`` when they build ``network`` (the multi-GPU config wraps the same expression in DDP)."""
+    configs = ROOT / "bundles" / bundle / "configs"
+    for name in ("train.json", "inference.json"):
+        config = json.loads((configs / name).read_text())
+        assert config["fast_mode"] is False, name
+        assert config["network"] == "$svnets.fast_mode(@network_def.to(@torch_device), @fast_mode)", name
+    ddp = json.loads((configs / "multi_gpu_train.json").read_text())
+    assert ddp["network"]["module"] == "$svnets.fast_mode(@network_def.to(@torch_device), @fast_mode)"
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_bundle_builds_fast_network_on_request(fast):
+    """The flag reaches the built network (SA2-Net's bundle, narrowed to 8 features to stay quick)."""
+    parser = ConfigParser(json.loads((ROOT / "bundles" / "sa2net" / "configs" / "inference.json").read_text()))
+    parser.update({"dataset_name": "demo", "device": "cpu", "network_def#features": 8, "fast_mode": fast})
+    net = parser.get_parsed_content("network")
+    assert isinstance(net, SA2Net) and is_fast_mode(net) is fast
+
+
+def test_svanet_fast_mode_runs_at_bf16():
+    """SvANet's AssembleFormer (linear attention) under autocast: fp32 out, finite, same shape."""
+    net = fast_mode(SvANet(spatial_dims=2, in_channels=3, out_channels=2, base_width=8, aspp_channels=32).eval())
+    with torch.no_grad():
+        out = net(torch.randn(1, 3, 64, 64))
+    assert out.dtype == torch.float32 and out.shape == (1, 2, 64, 64) and torch.isfinite(out).all()
