@@ -13,9 +13,17 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from svseg.networks import SA2Net, SvANet, fast_mode, is_fast_mode
+from svseg.networks import SA2Net, SvANet, fast, fast_mode, is_fast_mode
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def bf16_everywhere(monkeypatch, request):
+    """The behaviour tests run on any CPU: bf16 is emulated (slowly) where the CPU lacks it, which tiny networks
+    afford; the support check itself is tested with the real answer and with both answers forced."""
+    if "real_bf16_check" not in request.keywords:
+        monkeypatch.setattr(fast, "bf16_supported", lambda device_type="cpu": True)
 
 
 def _sa2net() -> SA2Net:
@@ -122,3 +130,27 @@ def test_svanet_fast_mode_runs_at_bf16():
     with torch.no_grad():
         out = net(torch.randn(1, 3, 64, 64))
     assert out.dtype == torch.float32 and out.shape == (1, 2, 64, 64) and torch.isfinite(out).all()
+
+
+@pytest.mark.real_bf16_check
+def test_fast_mode_refuses_a_device_without_bf16(monkeypatch):
+    """No silent slow path: on a CPU without native bf16 (AVX2 only), fast_mode raises and says why."""
+    monkeypatch.setattr(fast, "bf16_supported", lambda device_type="cpu": False)
+    with pytest.raises(RuntimeError, match="no native bf16 arithmetic.*run without --fast"):
+        fast_mode(_sa2net())
+    net = _sa2net()
+    assert fast_mode(net, enabled=False) is net  # the default path never asks
+    monkeypatch.setattr(fast, "bf16_supported", lambda device_type="cpu": device_type == "cpu")
+    net = fast_mode(_sa2net())
+    net.forward.checked.clear()
+    monkeypatch.setattr(fast, "bf16_supported", lambda device_type="cpu": False)
+    with pytest.raises(RuntimeError, match="no native bf16"):  # checked again at the first forward
+        net(torch.randn(1, 1, 32, 32))
+
+
+@pytest.mark.real_bf16_check
+def test_bf16_supported_answers_for_this_machine():
+    """The real check runs and answers a bool (True on AVX-512 BF16 / AMX CPUs, False on AVX2-only ones)."""
+    answer = fast.bf16_supported("cpu")
+    assert isinstance(answer, bool)
+    assert fast.bf16_supported("no-such-device") is False
