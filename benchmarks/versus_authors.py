@@ -55,6 +55,7 @@ from tests.fidelity import test_afma_authors, test_msa2net_authors, test_msga_au
 from tests.fidelity import test_sa2net_authors, test_svanet_authors  # noqa: E402
 
 BEGIN, END = "<!-- versus-authors:begin -->", "<!-- versus-authors:end -->"
+PBEGIN, PEND = "<!-- versus-authors-profile:begin -->", "<!-- versus-authors-profile:end -->"
 
 
 def svanet_pair(mp):
@@ -132,7 +133,7 @@ def forget_authors_modules(before: set[str]) -> None:
 
 
 def measure(name: str, repeats: int, device: torch.device, skip_train: bool, fast: bool = False,
-            channels_last: bool = False) -> dict:
+            channels_last: bool = False, profile_top: int = 0) -> dict:
     mp = pytest.MonkeyPatch()
     before = set(sys.modules)
     try:
@@ -140,16 +141,21 @@ def measure(name: str, repeats: int, device: torch.device, skip_train: bool, fas
         ours, theirs = ours.to(device), theirs.to(device)
         if fast:  # svseg's opt-in fast mode; the authors' code runs as they ship it (fp32)
             fast_mode(ours, channels_last=channels_last)
+        elif channels_last:  # fp32 on both sides, svseg's module and inputs in the channels-last layout
+            ours.to(memory_format=torch.channels_last)
         gen = torch.Generator().manual_seed(0)
         x1 = torch.randn(1, channels, size, size, generator=gen).to(device)
         x2 = torch.randn(2, channels, size, size, generator=gen).to(device)
         y2 = torch.randint(0, classes, (2, 1, size, size), generator=gen).to(device)
         times: dict[str, list[float]] = {"ours_eval": [], "theirs_eval": [], "ours_train": [], "theirs_train": []}
 
+        layout = torch.channels_last if channels_last and not fast else torch.contiguous_format
+        x1_ours, x2_ours = x1.contiguous(memory_format=layout), x2.contiguous(memory_format=layout)
+
         def evaluate(net):
             net.eval()
             with torch.no_grad():
-                net(x1)
+                net(x1_ours if net is ours else x1)
 
         template: dict[str, Any] = {}
         optimisers = {id(n): torch.optim.SGD(n.parameters(), lr=1e-4, momentum=0.9) for n in (ours, theirs)}
@@ -158,7 +164,7 @@ def measure(name: str, repeats: int, device: torch.device, skip_train: bool, fas
             net.train()
             opt = optimisers[id(net)]
             opt.zero_grad(set_to_none=True)
-            out = net(x2)
+            out = net(x2_ours if is_ours else x2)
             if is_ours:
                 template["out"] = out
             value = loss(out if is_ours else like(out, template["out"]), y2)
@@ -177,12 +183,41 @@ def measure(name: str, repeats: int, device: torch.device, skip_train: bool, fas
                 if i:
                     times[f"{side}_train"].append(t)
         med = {k: statistics.median(v) if v else None for k, v in times.items()}
-        return {"network": name, "size": size, "classes": classes, **med, "runs": times}
+        result = {"network": name, "size": size, "classes": classes, **med, "runs": times}
+        if profile_top:
+            result["profile"] = {"train": top_operators(lambda: train(ours, True), profile_top),
+                                 "eval": top_operators(lambda: evaluate(ours), profile_top)}
+        return result
     except pytest.skip.Exception as e:
         return {"network": name, "skipped": str(e)}
     finally:
         mp.undo()
         forget_authors_modules(before)
+
+
+def top_operators(step: Callable[[], Any], top: int) -> list[dict]:
+    """One profiled ``step`` (torch.profiler, CPU): the ``top`` operators by self time, with their share of the
+    step's total self time; where 1.5x is out of reach this says what the time is spent on."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [{"op": e.key, "calls": e.count, "self_s": e.self_cpu_time_total / 1e6,
+             "share": e.self_cpu_time_total / total} for e in events[:top]]
+
+
+def profile_table(results: list[dict]) -> str:
+    lines = [PBEGIN, "", "| network | step | top operators by self time (share of the step) |", "|---|---|---|"]
+    for r in results:
+        for step in ("train", "eval"):
+            rows = r.get("profile", {}).get(step)
+            if rows:
+                ops = "; ".join(f"`{o['op']}` {100 * o['share']:.0f} %" for o in rows)
+                lines.append(f"| {r['network']} | {step} | {ops} |")
+    return "\n".join(lines + ["", PEND])
 
 
 def ratio(theirs: float | None, ours: float | None) -> str:
@@ -207,12 +242,13 @@ def table(results: list[dict], stamp: str, mode: str = "fp32 on both sides") -> 
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
+def write_section(path: Path, section: str, begin: str = BEGIN, end: str = END,
+                  heading: str = "svseg against the authors' code, side by side") -> None:
     text = path.read_text() if path.is_file() else ""
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
     else:
-        text = text.rstrip() + "\n\n## svseg against the authors' code, side by side\n\n" + section + "\n"
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + section + "\n"
     with atomic_write(path, "w") as f:
         f.write(text)
 
@@ -227,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true",
                         help="svseg in its opt-in fast mode (svseg.networks.fast_mode: bf16 autocast); the authors "
                              "stay fp32")
-    parser.add_argument("--channels-last", action="store_true", help="with --fast: channels_last memory format too")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="svseg's module and inputs in the channels_last memory format (at fp32, or with --fast)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also profile one svseg train step and one eval forward: the N top operators by self "
+                             "time and their share (written to the versus-authors-profile section with --write)")
     parser.add_argument("--write", default=None, help="Markdown file whose versus-authors section to replace")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -235,20 +275,28 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     results = []
     for name in args.networks:
-        r = measure(name, args.repeats, device, args.skip_train, args.fast, args.channels_last)
+        r = measure(name, args.repeats, device, args.skip_train, args.fast, args.channels_last, args.profile)
         results.append(r)
-        print({k: v for k, v in r.items() if k != "runs"}, flush=True)
+        print({k: v for k, v in r.items() if k not in ("runs", "profile")}, flush=True)
     load_after = os.getloadavg()
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
     stamp = (f"Measured {dt.date.today().isoformat()} on {cpu_summary()}{', ' + gpu if gpu else ''}, torch "
              f"{torch.__version__}, {args.threads} threads, device {device}, {args.repeats} timed runs per side; "
              f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after.")
-    mode = ("svseg in fast mode (bf16 autocast" + (", channels_last" if args.channels_last else "")
-            + "), the authors' code fp32" if args.fast else "fp32 on both sides")
+    if args.fast:
+        mode = ("svseg in fast mode (bf16 autocast" + (", channels_last" if args.channels_last else "")
+                + "), the authors' code fp32")
+    else:
+        mode = "fp32 on both sides" + (" (svseg in channels_last)" if args.channels_last else "")
     section = table(results, stamp, mode)
     print(section)
+    if args.profile:
+        profiles = profile_table(results)
+        print(profiles)
     if args.write:
         write_section(Path(args.write), section)
+        if args.profile:
+            write_section(Path(args.write), profiles, PBEGIN, PEND, "Where svseg's time goes (torch.profiler)")
     return 0
 
 

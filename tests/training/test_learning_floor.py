@@ -45,9 +45,15 @@ FLOORS = {
     "afma": (12, SIZE, 0.60, 0.817, 0.244),
     "sa2net": (12, SIZE, 0.60, 0.792, 0.210),
     "msa2net": (12, 128, 0.60, 0.777, 0.282),
-    "svanet": (40, SIZE, 0.60, 0.896, 0.322),
+    "svanet": (40, SIZE, 0.60, 0.893, 0.322),  # batch 2 (BATCH_OF); the mutant figure is from batch 4
     "msga": (40, SIZE, 0.60, 0.748, 0.099),
 }
+
+#: SvANet trains at batch 2 (the others at BATCH): its 40 iterations are what the BatchNorm running statistics
+#: need, not 160 samples, and batch 2 halves the slow suite's most expensive test (236 s -> about 100 s). Measured
+#: 2026-11-30 on an AVX2-only 2-core EPYC: SvANet 0.893 at batch 2 (0.896 at batch 4). MSGA stays at batch 4: at
+#: batch 2 it reached only 0.646, too close to its floor.
+BATCH_OF = {"svanet": 2}
 
 
 class ConstantLoss(torch.nn.Module):
@@ -78,7 +84,7 @@ def train_and_dice(bundle: str, nuclei: Path, out: Path, loss: torch.nn.Module |
     from svseg.bundle import run_bundle
 
     override = {"dataset_name": str(nuclei), "fold": "all", "output_dir": str(out), "device": "cpu",
-                "batch_size": BATCH, "max_epochs": 1, "train#epoch_length": FLOORS[bundle][0],
+                "batch_size": BATCH_OF.get(bundle, BATCH), "max_epochs": 1, "train#epoch_length": FLOORS[bundle][0],
                 "roi_size": [FLOORS[bundle][1]] * 2, "seed": 1234}
     if loss is not None:
         override["loss"] = loss
