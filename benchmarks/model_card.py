@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -314,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "model_card", help="runs, data, results.json")
     parser.add_argument("--write", type=Path, default=None, help="write the card here (e.g. docs/model_card.md)")
-    parser.add_argument("--findings", type=Path, default=None, help="a Markdown file with the findings section")
+    parser.add_argument("--findings", type=Path, default=HERE / "model_card_findings.md",
+                        help="a Markdown file with the findings section (default: the one written after the last run)")
     parser.add_argument("--render-only", action="store_true", help="re-render the card from <work>/results.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
