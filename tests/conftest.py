@@ -38,4 +38,8 @@ def _seed_everything():
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
     yield
+    # an in-process `svseg demo --num-threads 1` (tests/test_cli.py) used to leave torch on one thread for every later
+    # test of the session: the slow suite's learning floors then ran single-threaded (MSGA 183 s instead of ~95 s)
+    torch.set_num_threads(threads)
