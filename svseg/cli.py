@@ -67,7 +67,8 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
 # Each command imports its stage when it runs (torch, MONAI, ...), so `svseg --help` answers at once;
 # the import-linter contract still sees these imports (tests/test_architecture.py).
 _FAST_HELP = ("opt-in fast mode: the network runs under bf16 autocast (svseg.networks.fast_mode, the bundle key "
-              "fast_mode=true); weights and checkpoints stay fp32; the accuracy cost is measured in docs/benchmarks.md")
+              "fast_mode=true); weights and checkpoints stay fp32; needs native bf16 (AVX-512-BF16/AMX CPU or GPU) "
+              "and refuses to run without it; its speed and accuracy cost are not yet measured (docs/benchmarks.md)")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

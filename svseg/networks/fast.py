@@ -9,15 +9,16 @@ path and the fast path, and the authors' weights load the same way. Each forward
 * returns its outputs cast back to fp32 (a tensor, or the same tuple/list/dict structure), so losses,
   metrics and inferers downstream see the dtype they see on the fp32 path;
 * with ``channels_last=True``, moves the module and its 4-D inputs to the channels-last memory format (the
-  layout oneDNN and cuDNN prefer for bf16 convolutions; measured per network, see ``docs/benchmarks.md``).
+  layout oneDNN and cuDNN prefer for bf16 convolutions; off by default, not yet measured per network in bf16).
 
 Why not the libraries' own switch: MONAI's ``SupervisedTrainer(amp=True)`` and ``SupervisedEvaluator``
 enter ``torch.autocast("cuda")`` only, which does nothing on a CPU, and ignite's trainers do the same; the
 fast mode has to work on the 2-core CPUs the demo runs on. Wrapping the network (rather than the engine)
 also covers the inferers, the exporters' eager reference and the benchmarks with one switch.
 
-The fp32 path stays the default and keeps its fidelity to the authors' code (``tests/fidelity``); the fast
-mode's effect on accuracy is measured (``docs/benchmarks.md``) rather than assumed.
+The fp32 path stays the default and keeps its fidelity to the authors' code (``tests/fidelity``). The fast
+mode's speed and its effect on accuracy are not measured yet: the only CPU they were tried on has no native bf16,
+and there the mode refuses to run (``docs/benchmarks.md`` says what is known and what is left).
 """
 from __future__ import annotations
 

@@ -10,11 +10,11 @@ What a network that learned nothing scores on these 4 tiles:
 
 * the best constant predictor (every pixel "nucleus"): Dice 0.328;
 * the same bundle and schedule with the loss replaced by a constant (``ConstantLoss`` below: zero gradients, so
-  only AdamW's weight decay moves the weights): ``FLOORS[...][4]``, measured by running this module with
+  only AdamW's weight decay moves the weights): ``FLOORS[...].mutant``, measured by running this module with
   ``SVSEG_FLOOR_MUTANT=1``; every one of the five then FAILED its floor (0.099-0.322). The default run keeps
   one such check, on the cheapest network: ``test_floor_rejects_a_constant_loss`` (AFMA).
 
-``FLOORS[...][3]`` is the Dice of the normal run on the project's 2-core CPU (torch 2.14.1, 2026-11-30). Every
+``FLOORS[...].measured`` is the Dice of the normal run on the project's 2-core CPU (torch 2.14.1, 2026-11-30). Every
 floor is 0.60: at least 0.148 below the measured Dice (the margin for other CPUs' floating point and torch
 versions) and at least 0.27 above the better of the two no-learning figures.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import pytest
@@ -34,26 +35,35 @@ BATCH = 4
 SIZE = 64  # the 128 x 128 tiles at half resolution: a quarter of the cost (MSA2Net keeps 128, see FLOORS)
 CONSTANT_PREDICTOR = 0.328
 
-#: bundle: (iterations, input size, floor, measured Dice, mutant Dice), at BATCH, seed 1234. The ResNet-50 /
-#: ResNeXt-101 networks (SvANet, MSGA) need more iterations than the others before their eval-mode output is
-#: useful: after 12 iterations (at 128 x 128) SvANet scored 0.329 and MSGA 0.000 (all background), after 40 0.918 and
-#: 0.886. The cause is their BatchNorm running statistics, not the weights: the same 12-iteration weights scored
-#: with BatchNorm on the batch's own statistics give 0.877 (SvANet) and 0.600 (MSGA) (benchmarks/model_card.py's
-#: findings, docs/model_card.md). MSA2Net at 64 x 64 (MaxViT windows of 2 x 2) reached only 0.526 after 24 iterations; at 128 x 128 it
-#: learns within 12.
-FLOORS = {
-    "afma": (12, SIZE, 0.60, 0.817, 0.244),
-    "sa2net": (12, SIZE, 0.60, 0.792, 0.210),
-    "msa2net": (12, 128, 0.60, 0.777, 0.282),
-    "svanet": (40, SIZE, 0.60, 0.893, 0.322),  # batch 2 (BATCH_OF); the mutant figure is from batch 4
-    "msga": (40, SIZE, 0.60, 0.748, 0.099),
-}
 
-#: SvANet trains at batch 2 (the others at BATCH): its 40 iterations are what the BatchNorm running statistics
-#: need, not 160 samples, and batch 2 halves the slow suite's most expensive test (236 s -> about 100 s). Measured
-#: 2026-11-30 on an AVX2-only 2-core EPYC: SvANet 0.893 at batch 2 (0.896 at batch 4). MSGA stays at batch 4: at
-#: batch 2 it reached only 0.646, too close to its floor.
-BATCH_OF = {"svanet": 2}
+class Floor(NamedTuple):
+    """One network's learning floor: its training run and the figures that set the floor."""
+
+    iterations: int
+    size: int  # input size (square)
+    batch: int
+    floor: float
+    measured: float  # Dice of the normal run
+    mutant: float  # Dice of the constant-loss run
+
+
+#: seed 1234. The ResNet-50 / ResNeXt-101 networks (SvANet, MSGA) need more iterations than the others before their
+#: eval-mode output is useful: after 12 iterations (at 128 x 128) SvANet scored 0.329 and MSGA 0.000 (all
+#: background), after 40 0.918 and 0.886. The cause is their BatchNorm running statistics, not the weights: the same
+#: 12-iteration weights scored with BatchNorm on the batch's own statistics give 0.877 (SvANet) and 0.600 (MSGA)
+#: (benchmarks/model_card.py's findings, docs/model_card.md). MSA2Net at 64 x 64 (MaxViT windows of 2 x 2) reached
+#: only 0.526 after 24 iterations; at 128 x 128 it learns within 12.
+#: SvANet trains at batch 2: its 40 iterations are what the BatchNorm running statistics need, not 160 samples.
+#: Measured 2026-11-30 on an AVX2-only 2-core EPYC: SvANet 0.893 at batch 2 (0.896 at batch 4; its mutant figure is
+#: from batch 4), 108.7 s in a fresh-clone slow suite. MSGA stays at batch 4: at batch 2 it reached only 0.646, and
+#: after 32 iterations of batch 4 0.595, too close to or under its floor.
+FLOORS = {
+    "afma": Floor(12, SIZE, BATCH, 0.60, 0.817, 0.244),
+    "sa2net": Floor(12, SIZE, BATCH, 0.60, 0.792, 0.210),
+    "msa2net": Floor(12, 128, BATCH, 0.60, 0.777, 0.282),
+    "svanet": Floor(40, SIZE, 2, 0.60, 0.893, 0.322),
+    "msga": Floor(40, SIZE, BATCH, 0.60, 0.748, 0.099),
+}
 
 
 class ConstantLoss(torch.nn.Module):
@@ -84,8 +94,8 @@ def train_and_dice(bundle: str, nuclei: Path, out: Path, loss: torch.nn.Module |
     from svseg.bundle import run_bundle
 
     override = {"dataset_name": str(nuclei), "fold": "all", "output_dir": str(out), "device": "cpu",
-                "batch_size": BATCH_OF.get(bundle, BATCH), "max_epochs": 1, "train#epoch_length": FLOORS[bundle][0],
-                "roi_size": [FLOORS[bundle][1]] * 2, "seed": 1234}
+                "batch_size": FLOORS[bundle].batch, "max_epochs": 1, "train#epoch_length": FLOORS[bundle].iterations,
+                "roi_size": [FLOORS[bundle].size] * 2, "seed": 1234}
     if loss is not None:
         override["loss"] = loss
     run_bundle("training", bundle, ("train.json", "demo.json"), resume=False, **override)
@@ -98,7 +108,7 @@ def train_and_dice(bundle: str, nuclei: Path, out: Path, loss: torch.nn.Module |
 
 @pytest.mark.parametrize("bundle", sorted(FLOORS))
 def test_network_learns_nuclei(bundle, nuclei, tmp_path):
-    iterations, _, floor, measured, mutant = FLOORS[bundle]
+    iterations, _, _, floor, measured, mutant = FLOORS[bundle]
     mutate = os.environ.get("SVSEG_FLOOR_MUTANT") == "1"
     dice = train_and_dice(bundle, nuclei, tmp_path / bundle, loss=ConstantLoss() if mutate else None)
     print(f"{bundle}: Dice {dice:.3f} after {iterations} iterations (floor {floor}, measured {measured}, "
@@ -110,6 +120,6 @@ def test_network_learns_nuclei(bundle, nuclei, tmp_path):
 
 def test_floor_rejects_a_constant_loss(nuclei, tmp_path):
     """The floor discriminates: AFMA trained with a constant loss stays below its floor."""
-    floor = FLOORS["afma"][2]
+    floor = FLOORS["afma"].floor
     dice = train_and_dice("afma", nuclei, tmp_path / "afma_mutant", loss=ConstantLoss())
     assert dice < floor, f"the constant-loss mutant reached Dice {dice:.3f}, above the floor {floor}: the floor is too low"
