@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +38,26 @@ def save_results(result: Any, path: Path | None) -> None:
 
 
 def cpu_summary(default: str = "unknown CPU") -> str:
-    """``"<CPU model>, <N> cores"``.
+    """``"<CPU model>, <N> cores[, <instruction set>]"``.
 
     The model is the first ``model name`` of ``/proc/cpuinfo``; where there is none,
-    ``platform.processor()``, and where that is empty too, ``default``.
+    ``platform.processor()``, and where that is empty too, ``default``. The instruction set is torch's
+    ``torch.backends.cpu.get_cpu_capability()`` (AVX2, AVX512, ...) where torch is already imported: two VMs
+    sold as the same "AMD EPYC" differed in it, and with it in their figures (no native bf16 without AVX-512).
     """
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             model = next(line.split(":", 1)[1].strip() for line in f if line.lower().startswith("model name"))
     except (OSError, StopIteration):
         model = platform.processor() or default
-    return f"{model}, {os.cpu_count()} cores"
+    capability = ""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            capability = f", {torch.backends.cpu.get_cpu_capability()}"
+        except (AttributeError, RuntimeError):
+            capability = ""
+    return f"{model}, {os.cpu_count()} cores{capability}"
 
 
 def bundle_network(bundle: str, overrides: dict[str, Any], configs: tuple[str, ...] = ("train.json", "demo.json")):

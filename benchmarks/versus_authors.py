@@ -21,6 +21,10 @@ Usage (from the repository root)::
 
     SVSEG_AUTHORS_DIR=~/authors python benchmarks/versus_authors.py --threads 2 --repeats 3 --write docs/benchmarks.md
     python benchmarks/versus_authors.py --networks SA2Net MSGA --device cuda
+    python benchmarks/versus_authors.py --compile --skip-train --write docs/benchmarks.md   # svseg compiled
+
+With ``--fast`` or ``--compile`` the table goes to its own section (``versus-authors-fast``), so the fp32 table
+stays the reference.
 
 Needs the authors' runtime imports where their forward uses them (``einops`` for MSA-2Net).
 """
@@ -56,6 +60,8 @@ from tests.fidelity import test_sa2net_authors, test_svanet_authors  # noqa: E40
 
 BEGIN, END = "<!-- versus-authors:begin -->", "<!-- versus-authors:end -->"
 PBEGIN, PEND = "<!-- versus-authors-profile:begin -->", "<!-- versus-authors-profile:end -->"
+# svseg's opt-in modes (--fast, --compile) go to a section of their own; the fp32 table stays the reference
+FBEGIN, FEND = "<!-- versus-authors-fast:begin -->", "<!-- versus-authors-fast:end -->"
 
 
 def svanet_pair(mp):
@@ -133,14 +139,14 @@ def forget_authors_modules(before: set[str]) -> None:
 
 
 def measure(name: str, repeats: int, device: torch.device, skip_train: bool, fast: bool = False,
-            channels_last: bool = False, profile_top: int = 0) -> dict:
+            channels_last: bool = False, profile_top: int = 0, compile: bool = False) -> dict:
     mp = pytest.MonkeyPatch()
     before = set(sys.modules)
     try:
         ours, theirs, channels, size, classes, loss = PAIRS[name](mp)
         ours, theirs = ours.to(device), theirs.to(device)
-        if fast:  # svseg's opt-in fast mode; the authors' code runs as they ship it (fp32)
-            fast_mode(ours, channels_last=channels_last)
+        if fast or compile:  # svseg's opt-in fast mode; the authors' code runs as they ship it (fp32, eager)
+            fast_mode(ours, enabled=fast, channels_last=channels_last, compile=compile)
         elif channels_last:  # fp32 on both sides, svseg's module and inputs in the channels-last layout
             ours.to(memory_format=torch.channels_last)
         gen = torch.Generator().manual_seed(0)
@@ -149,7 +155,7 @@ def measure(name: str, repeats: int, device: torch.device, skip_train: bool, fas
         y2 = torch.randint(0, classes, (2, 1, size, size), generator=gen).to(device)
         times: dict[str, list[float]] = {"ours_eval": [], "theirs_eval": [], "ours_train": [], "theirs_train": []}
 
-        layout = torch.channels_last if channels_last and not fast else torch.contiguous_format
+        layout = torch.channels_last if channels_last and not (fast or compile) else torch.contiguous_format
         x1_ours, x2_ours = x1.contiguous(memory_format=layout), x2.contiguous(memory_format=layout)
 
         def evaluate(net):
@@ -224,8 +230,9 @@ def ratio(theirs: float | None, ours: float | None) -> str:
     return "-" if not theirs or not ours else f"{theirs / ours:.2f}"
 
 
-def table(results: list[dict], stamp: str, mode: str = "fp32 on both sides") -> str:
-    lines = [BEGIN, "", stamp, "",
+def table(results: list[dict], stamp: str, mode: str = "fp32 on both sides", begin: str = BEGIN,
+          end: str = END) -> str:
+    lines = [begin, "", stamp, "",
              "| network | input | eval: authors / svseg (s) | eval ratio | train step: authors / svseg (s) | train ratio |",
              "|---|---|---|---|---|---|"]
     for r in results:
@@ -238,7 +245,7 @@ def table(results: list[dict], stamp: str, mode: str = "fp32 on both sides") -> 
                      f"{ratio(r['theirs_train'], r['ours_train'])} |")
     lines += ["", "Ratio = the authors' time / svseg's (above 1: svseg is faster). Same process, interleaved, same "
               f"inputs; precision: {mode}; eval at batch 1, train step (forward, paper loss, backward, SGD step) at batch 2; "
-              "median of the runs after one warm-up.", "", END]
+              "median of the runs after one warm-up (with --compile the warm-up compiles).", "", end]
     return "\n".join(lines)
 
 
@@ -263,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true",
                         help="svseg in its opt-in fast mode (svseg.networks.fast_mode: bf16 autocast); the authors "
                              "stay fp32")
+    parser.add_argument("--compile", action="store_true",
+                        help="svseg's forward under torch.compile (svseg.networks.fast_mode(compile=True); fp32 unless "
+                             "--fast); the authors' code stays eager. The warm-up run compiles; --skip-train spares the "
+                             "training graphs' compilation (minutes per network on 2 cores)")
     parser.add_argument("--channels-last", action="store_true",
                         help="svseg's module and inputs in the channels_last memory format (at fp32, or with --fast)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
@@ -275,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     results = []
     for name in args.networks:
-        r = measure(name, args.repeats, device, args.skip_train, args.fast, args.channels_last, args.profile)
+        r = measure(name, args.repeats, device, args.skip_train, args.fast, args.channels_last, args.profile,
+                    args.compile)
         results.append(r)
         print({k: v for k, v in r.items() if k not in ("runs", "profile")}, flush=True)
     load_after = os.getloadavg()
@@ -283,18 +295,23 @@ def main(argv: list[str] | None = None) -> int:
     stamp = (f"Measured {dt.date.today().isoformat()} on {cpu_summary()}{', ' + gpu if gpu else ''}, torch "
              f"{torch.__version__}, {args.threads} threads, device {device}, {args.repeats} timed runs per side; "
              f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after.")
-    if args.fast:
-        mode = ("svseg in fast mode (bf16 autocast" + (", channels_last" if args.channels_last else "")
-                + "), the authors' code fp32")
+    if args.fast or args.compile:
+        parts = (["bf16 autocast"] if args.fast else ["fp32"]) + (["torch.compile"] if args.compile else []) \
+            + (["channels_last"] if args.channels_last else [])
+        mode = f"svseg in fast mode ({', '.join(parts)}), the authors' code fp32 and eager"
     else:
         mode = "fp32 on both sides" + (" (svseg in channels_last)" if args.channels_last else "")
-    section = table(results, stamp, mode)
+    opt_in = args.fast or args.compile
+    section = table(results, stamp, mode, *((FBEGIN, FEND) if opt_in else (BEGIN, END)))
     print(section)
     if args.profile:
         profiles = profile_table(results)
         print(profiles)
     if args.write:
-        write_section(Path(args.write), section)
+        if opt_in:
+            write_section(Path(args.write), section, FBEGIN, FEND, "svseg's opt-in fast mode against the authors' code")
+        else:
+            write_section(Path(args.write), section)
         if args.profile:
             write_section(Path(args.write), profiles, PBEGIN, PEND, "Where svseg's time goes (torch.profiler)")
     return 0

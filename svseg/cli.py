@@ -69,6 +69,10 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
 _FAST_HELP = ("opt-in fast mode: the network runs under bf16 autocast (svseg.networks.fast_mode, the bundle key "
               "fast_mode=true); weights and checkpoints stay fp32; needs native bf16 (AVX-512-BF16/AMX CPU or GPU) "
               "and refuses to run without it; its speed and accuracy cost are not yet measured (docs/benchmarks.md)")
+_COMPILE_HELP = ("torch.compile the network's forward (the bundle key compile=true; fp32 unless --fast too): the first "
+                 "forward per input shape compiles (20-110 s on 2 CPU cores; needs g++). Measured on a 2-core AVX2 CPU: "
+                 "eval 1.62x faster for SA2-Net, 1.25x AFMA, 1.12x MSGA, ~1.0 for MSA2Net and SvANet, training slower "
+                 "(docs/benchmarks.md)")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -76,7 +80,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     summary = run_demo(output_dir=args.output, data_dir=args.data_dir, tiny=args.tiny, device=args.device,
                        max_iterations=args.max_iterations, num_threads=args.num_threads, bundle=args.bundle,
-                       fast=args.fast)
+                       fast=args.fast, compile=args.compile)
     out = Path(args.output)
     png = sorted((out / "overlays").glob("*.png")) if (out / "overlays").is_dir() else []
     print(f"pictures: progress {'found' if list(out.rglob('progress.png')) else 'missing'}, "
@@ -127,6 +131,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     override["resume"] = {"auto": "auto", "true": True, "false": False}[args.resume]
     if args.fast:
         override["fast_mode"] = True
+    if args.compile:
+        override["compile"] = True
     tracking = None
     if args.tracking == "mlflow":
         try:
@@ -161,6 +167,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.override)
     if args.fast:
         overrides["fast_mode"] = True
+    if args.compile:
+        overrides["compile"] = True
     written = predict_models(args.bundle, args.input, args.output, checkpoints=args.checkpoint, device=args.device,
                              dataset=dataset, overrides=overrides, skip_existing=args.skip_existing,
                              save_probabilities=args.save_probabilities, probability_dtype=args.probabilities_dtype,
@@ -273,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "2 cores), svanet, msa2net, sa2net or msga (each has configs/demo.json: AdamW 1e-3 with a poly "
                         "decay; 144 iterations at 224 x 224 for all but AFMA's 120 at 160 x 160)")
     p.add_argument("--fast", action="store_true", help=_FAST_HELP)
+    p.add_argument("--compile", action="store_true", help=_COMPILE_HELP)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("prepare", formatter_class=_Formatter, help="convert a downloaded data set into svseg's layout",
@@ -333,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="any config override (repeatable), e.g. batch_size=8 or 'roi_size=[160,160]'")
     p.add_argument("--fast", action="store_true", help=_FAST_HELP)
+    p.add_argument("--compile", action="store_true", help=_COMPILE_HELP)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", formatter_class=_Formatter, help="segment images or DICOM series with a bundle",
@@ -382,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class ids or names whose largest connected component alone is kept (after the ensemble "
                         "average), as svseg find-best chooses")
     p.add_argument("--fast", action="store_true", help=_FAST_HELP)
+    p.add_argument("--compile", action="store_true", help=_COMPILE_HELP)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("ensemble", formatter_class=_Formatter, help="average saved probabilities of several predictions",

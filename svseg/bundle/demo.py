@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 def run_demo(output_dir: str | os.PathLike = "outputs/demo", data_dir: str | os.PathLike | None = None,
              tiny: bool = False, device: str = "cpu", max_iterations: int | None = None,
-             num_threads: int | None = None, bundle: str = "afma", fast: bool = False) -> dict:
+             num_threads: int | None = None, bundle: str = "afma", fast: bool = False,
+             compile: bool = False) -> dict:
     """Prepare the demo data, train the bundle with its demo override, evaluate, print Dice and time.
 
     Args:
@@ -51,6 +52,7 @@ def run_demo(output_dir: str | os.PathLike = "outputs/demo", data_dir: str | os.
         num_threads: torch CPU threads (default: torch's own choice).
         bundle: bundle folder name (``afma``, ``msa2net``, ...; the bundle needs a ``configs/demo.json``).
         fast: train and evaluate in the opt-in fast mode (``fast_mode=true``: bf16 autocast).
+        compile: train and evaluate with the network's forward under ``torch.compile`` (``compile=true``).
 
     Returns:
         The evaluation summary (``summary.json`` contents) with ``wall_time_s`` added.
@@ -62,7 +64,8 @@ def run_demo(output_dir: str | os.PathLike = "outputs/demo", data_dir: str | os.
     root = prepare_demo(data_dir, tiny=tiny)
     t_data = time.perf_counter() - t0
     override: dict[str, Any] = {"dataset_name": "demo", "data_root": str(root), "output_dir": output_dir,
-                                "device": device, "fast_mode": bool(fast)}
+                                "device": device, "fast_mode": bool(fast),
+                                "compile": bool(compile)}
     if max_iterations is not None:
         per_epoch = int(json.loads((bundle_dir(bundle) / "configs" / "demo.json").read_text())["train#epoch_length"])
         epochs = max(1, -(-int(max_iterations) // per_epoch))
@@ -75,7 +78,8 @@ def run_demo(output_dir: str | os.PathLike = "outputs/demo", data_dir: str | os.
         summary = json.load(f)
     summary["wall_time_s"] = wall
     per_class = _mean_dice_per_class(os.path.join(output_dir, "metrics.csv"))
-    print(f"svseg demo ({bundle}, {'tiny ' if tiny else ''}demo data, device {device}{', fast mode' if fast else ''})")
+    print(f"svseg demo ({bundle}, {'tiny ' if tiny else ''}demo data, device {device}{', fast mode' if fast else ''}"
+          f"{', compiled' if compile else ''})")
     for name, dice in per_class.items():
         print(f"  mean 3D Dice {name:<14s} {dice:.3f}")
     mean = sum(per_class.values()) / max(len(per_class), 1)

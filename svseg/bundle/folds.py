@@ -53,7 +53,7 @@ FOLD_PATTERN = re.compile(r"^fold_(\d+)$")
 _RUNTIME_KEYS = {"bundle_root", "output_dir", "ckpt_dir", "ckpt_path", "prediction_dir", "input_dir", "dataset_name",
                  "data_root", "dataset_dir", "device", "torch_device", "save_probabilities", "probability_dtype",
                  "keep_largest", "tta", "inputs_prepared", "imports", "initialize", "run", "handlers", "evaluator",
-                 "dataloader", "dataset"}
+                 "dataloader", "dataset", "fast_mode", "compile"}
 
 
 def fold_of(run: str | os.PathLike) -> int | None:

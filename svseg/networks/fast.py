@@ -1,4 +1,4 @@
-"""The opt-in fast mode: bf16 autocast (and optionally channels_last) around a network's forward.
+"""The opt-in fast mode: bf16 autocast, channels_last and ``torch.compile`` around a network's forward.
 
 ``fast_mode(net)`` changes how ``net`` computes, not what it holds: its parameters, buffers and
 ``state_dict`` keys stay as they are (fp32, the same names), so checkpoints move freely between the fp32
@@ -9,19 +9,30 @@ path and the fast path, and the authors' weights load the same way. Each forward
 * returns its outputs cast back to fp32 (a tensor, or the same tuple/list/dict structure), so losses,
   metrics and inferers downstream see the dtype they see on the fp32 path;
 * with ``channels_last=True``, moves the module and its 4-D inputs to the channels-last memory format (the
-  layout oneDNN and cuDNN prefer for bf16 convolutions; off by default, not yet measured per network in bf16).
+  layout oneDNN and cuDNN prefer for bf16 convolutions; off by default, not yet measured per network in bf16);
+* with ``compile=True``, runs the forward through ``torch.compile`` (inductor), at fp32 too (``enabled=False``:
+  no autocast, so no bf16 needed). MetaTensor inputs enter it as plain tensors and its tensor outputs leave as
+  MetaTensors with the (first) input's meta, as MONAI's ``SupervisedEvaluator(compile=True)`` does. The first
+  forward per input shape compiles (20-110 s per network on 2 CPU cores). Measured on a 2-core AVX2 CPU against
+  the authors' eager code (``benchmarks/versus_authors.py --compile``, ``docs/benchmarks.md``): eval forward
+  1.62x for SA2-Net, 1.25x AFMA, 1.12x MSGA, 1.08x MSA2Net, 1.01x SvANet, and a training step slower (SA2-Net:
+  6.7 s vs 5.5 s eager), so it is an inference option on a CPU; on a GPU it is untested here.
 
-Why not the libraries' own switch: MONAI's ``SupervisedTrainer(amp=True)`` and ``SupervisedEvaluator``
+Why not the libraries' own switches: MONAI's ``SupervisedTrainer(amp=True)`` and ``SupervisedEvaluator``
 enter ``torch.autocast("cuda")`` only, which does nothing on a CPU, and ignite's trainers do the same; the
-fast mode has to work on the 2-core CPUs the demo runs on. Wrapping the network (rather than the engine)
-also covers the inferers, the exporters' eager reference and the benchmarks with one switch.
+fast mode has to work on the 2-core CPUs the demo runs on. Their ``compile=True`` covers the engines only
+(not ``svseg predict``'s inferer loop, test-time augmentation or the benchmarks), and ``torch.compile(module)``
+returns a wrapper whose ``state_dict`` keys gain an ``_orig_mod.`` prefix; compiling the instance's forward
+keeps the module, its keys and its checkpoints as they are. Wrapping the network (rather than the engine)
+covers the inferers, the exporters' eager reference and the benchmarks with one switch.
 
-The fp32 path stays the default and keeps its fidelity to the authors' code (``tests/fidelity``). The fast
-mode's speed and its effect on accuracy are not measured yet: the only CPU they were tried on has no native bf16,
-and there the mode refuses to run (``docs/benchmarks.md`` says what is known and what is left).
+The fp32 path stays the default and keeps its fidelity to the authors' code (``tests/fidelity``). The bf16
+part's speed and its effect on accuracy are not measured yet: the only CPUs it was tried on lack native bf16,
+and there it refuses to run (``docs/benchmarks.md`` says what is known and what is left).
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import torch
@@ -63,6 +74,17 @@ def _to_float32(out: Any) -> Any:
     return out
 
 
+def _require_compiler(device_type: str) -> None:
+    """torch.compile's CPU backend (inductor) builds C++; say so at once rather than deep in the first forward."""
+    import shutil
+
+    if device_type == "cpu":
+        compiler = os.environ.get("CXX", "g++")
+        if shutil.which(compiler) is None:
+            raise RuntimeError(f"compile: torch.compile on a CPU needs a C++ compiler and {compiler!r} was not found "
+                               "(apt-get install g++, or set CXX); run without --compile (compile=false)")
+
+
 def _require_bf16(device_type: str) -> None:
     if not bf16_supported(device_type):
         what = f"this CPU (instruction set {_cpu_capability()})" if device_type == "cpu" else f"this {device_type} device"
@@ -71,14 +93,53 @@ def _require_bf16(device_type: str) -> None:
                            "(fast_mode=false)")
 
 
-class _FastForward:
-    """The forward that ``fast_mode`` installs on one module instance (kept picklable and deep-copyable)."""
+def _plain(value: Any) -> Any:
+    from monai.data import MetaTensor
 
-    def __init__(self, forward: Callable, dtype: torch.dtype, channels_last: bool):
+    return value.as_tensor() if isinstance(value, MetaTensor) else value
+
+
+def _with_meta(out: Any, like: Any) -> Any:
+    """``out``'s tensors as MetaTensors carrying ``like``'s meta (what MONAI's evaluator does after a compiled
+    forward), so transforms that invert or save the prediction see the same thing as on the eager path."""
+    from monai.data import MetaTensor
+
+    if isinstance(out, torch.Tensor):
+        return MetaTensor(out, meta=like.meta, applied_operations=like.applied_operations)
+    if isinstance(out, tuple) and hasattr(out, "_fields"):
+        return type(out)(*(_with_meta(o, like) for o in out))
+    if isinstance(out, (tuple, list)):
+        return type(out)(_with_meta(o, like) for o in out)
+    if isinstance(out, dict):
+        return {k: _with_meta(v, like) for k, v in out.items()}
+    return out
+
+
+class _FastForward:
+    """The forward that ``fast_mode`` installs on one module instance (kept picklable and deep-copyable: the
+    compiled function is rebuilt at the first call after a copy, never copied)."""
+
+    def __init__(self, forward: Callable, dtype: torch.dtype | None, channels_last: bool, compile: bool = False):
         self.forward = forward
         self.dtype = dtype
         self.channels_last = channels_last
+        self.compile = compile
+        self.compiled: Callable | None = None
         self.checked: set[str] = set()  # device types whose bf16 support was confirmed
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "compiled": None}
+
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.compile:
+            return self.forward(*args, **kwargs)
+        from monai.data import MetaTensor
+
+        like = next((a for a in (*args, *kwargs.values()) if isinstance(a, MetaTensor)), None)
+        if self.compiled is None:
+            self.compiled = torch.compile(self.forward)
+        out = self.compiled(*(_plain(a) for a in args), **{k: _plain(v) for k, v in kwargs.items()})
+        return out if like is None else _with_meta(out, like)
 
     def _device_type(self, args: tuple, kwargs: dict) -> str:
         for a in (*args, *kwargs.values()):
@@ -94,34 +155,43 @@ class _FastForward:
         if self.channels_last:
             args = tuple(a.contiguous(memory_format=torch.channels_last)
                          if isinstance(a, torch.Tensor) and a.dim() == 4 else a for a in args)
+        if self.dtype is None:
+            return self._run(*args, **kwargs)
         with torch.autocast(device_type, dtype=self.dtype):
-            out = self.forward(*args, **kwargs)
+            out = self._run(*args, **kwargs)
         return _to_float32(out)
 
 
 def fast_mode(net: nn.Module, enabled: bool = True, dtype: torch.dtype = torch.bfloat16,
-              channels_last: bool = False) -> nn.Module:
-    """Switch ``net`` (in place) to the fast mode and return it; ``enabled=False`` returns it unchanged.
+              channels_last: bool = False, compile: bool = False) -> nn.Module:
+    """Switch ``net`` (in place) to the fast mode and return it; ``enabled=False`` and ``compile=False`` return
+    it unchanged.
 
     Args:
         net: any svseg network (or any ``nn.Module``).
-        enabled: the bundles' ``fast_mode`` flag; ``False`` is a no-op so that a config can always call this.
+        enabled: the bundles' ``fast_mode`` flag (autocast to ``dtype``); ``False`` keeps fp32, so that a config
+            can always call this.
         dtype: the autocast dtype (bf16: no loss scaling is needed, unlike fp16).
         channels_last: also use the channels-last memory format for the module and its 4-D inputs.
+        compile: the bundles' ``compile`` flag: run the forward through ``torch.compile`` (with or without
+            autocast). On a CPU, inductor needs a C++ compiler (``g++``); without one the first forward fails.
 
     Calling it twice is a no-op; the parameters stay fp32 and the ``state_dict`` is unchanged. The first
     forward on a device without native bf16 (an AVX2-only CPU, an older GPU) raises a ``RuntimeError`` that says
     so, rather than running many times slower than fp32 (no silent fallback to fp32 either: the user asked for
     bf16 and gets told why not).
     """
-    if not enabled or is_fast_mode(net):
+    if not (enabled or compile) or is_fast_mode(net):
         return net
-    if dtype == torch.bfloat16:
+    if enabled and dtype == torch.bfloat16:
         first = next(iter(net.parameters()), None)
         _require_bf16(first.device.type if first is not None else "cpu")
+    if compile:
+        first = next(iter(net.parameters()), None)
+        _require_compiler(first.device.type if first is not None else "cpu")
     if channels_last:
         net.to(memory_format=torch.channels_last)
-    net.forward = _FastForward(net.forward, dtype, channels_last)
+    net.forward = _FastForward(net.forward, dtype if enabled else None, channels_last, compile)
     return net
 
 

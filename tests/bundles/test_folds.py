@@ -117,3 +117,14 @@ def test_a_named_data_set_keeps_no_cv_predictions(tmp_path, recorded):
     train_runs(["sa2net"], None, dataset_name="demo", output_dir=str(run))
     assert [(b, k) for b, k, _ in recorded["train"]] == [("sa2net", None)] and recorded["predict"] == []
     assert not (run / "validation").exists()
+
+
+def test_fast_mode_and_compile_are_not_carried_into_a_model():
+    """How a training ran (bf16 autocast, torch.compile) is not what its network is: a model trained with --fast
+    or --compile predicts in plain fp32 unless asked again (a bf16 training machine's flag would make prediction
+    refuse on a CPU without bf16)."""
+    from svseg.bundle.folds import inference_overrides
+
+    kept = inference_overrides("sa2net", {"network_def#features": 16, "fast_mode": True, "compile": True,
+                                          "device": "cpu"})
+    assert kept == {"network_def#features": 16}
