@@ -62,16 +62,22 @@ def _cpu_capability() -> str:
         return "unknown"
 
 
-def _to_float32(out: Any) -> Any:
+def _map_tensors(out: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
+    """``fn`` applied to every tensor of a network's output (a tensor, or a tuple/list/dict of them, named tuples
+    keeping their type); other values pass unchanged."""
     if isinstance(out, torch.Tensor):
-        return out.float() if out.is_floating_point() and out.dtype != torch.float32 else out
+        return fn(out)
     if isinstance(out, tuple) and hasattr(out, "_fields"):  # a named tuple keeps its type
-        return type(out)(*(_to_float32(o) for o in out))
+        return type(out)(*(_map_tensors(o, fn) for o in out))
     if isinstance(out, (tuple, list)):
-        return type(out)(_to_float32(o) for o in out)
+        return type(out)(_map_tensors(o, fn) for o in out)
     if isinstance(out, dict):
-        return {k: _to_float32(v) for k, v in out.items()}
+        return {k: _map_tensors(v, fn) for k, v in out.items()}
     return out
+
+
+def _to_float32(out: Any) -> Any:
+    return _map_tensors(out, lambda t: t.float() if t.is_floating_point() and t.dtype != torch.float32 else t)
 
 
 def _require_compiler(device_type: str) -> None:
@@ -104,15 +110,7 @@ def _with_meta(out: Any, like: Any) -> Any:
     forward), so transforms that invert or save the prediction see the same thing as on the eager path."""
     from monai.data import MetaTensor
 
-    if isinstance(out, torch.Tensor):
-        return MetaTensor(out, meta=like.meta, applied_operations=like.applied_operations)
-    if isinstance(out, tuple) and hasattr(out, "_fields"):
-        return type(out)(*(_with_meta(o, like) for o in out))
-    if isinstance(out, (tuple, list)):
-        return type(out)(_with_meta(o, like) for o in out)
-    if isinstance(out, dict):
-        return {k: _with_meta(v, like) for k, v in out.items()}
-    return out
+    return _map_tensors(out, lambda t: MetaTensor(t, meta=like.meta, applied_operations=like.applied_operations))
 
 
 class _FastForward:
