@@ -60,8 +60,8 @@ from tests.fidelity import test_sa2net_authors, test_svanet_authors  # noqa: E40
 
 BEGIN, END = "<!-- versus-authors:begin -->", "<!-- versus-authors:end -->"
 PBEGIN, PEND = "<!-- versus-authors-profile:begin -->", "<!-- versus-authors-profile:end -->"
-# svseg's opt-in modes (--fast, --compile) go to a section of their own; the fp32 table stays the reference
-FBEGIN, FEND = "<!-- versus-authors-fast:begin -->", "<!-- versus-authors-fast:end -->"
+# svseg's opt-in modes (--fast, --compile) go to sections of their own (versus-authors-fast, and
+# versus-authors-freeze for --compile freeze); the fp32 table stays the reference
 
 
 def svanet_pair(mp):
@@ -139,7 +139,7 @@ def forget_authors_modules(before: set[str]) -> None:
 
 
 def measure(name: str, repeats: int, device: torch.device, skip_train: bool, fast: bool = False,
-            channels_last: bool = False, profile_top: int = 0, compile: bool = False) -> dict:
+            channels_last: bool = False, profile_top: int = 0, compile: bool | str = False) -> dict:
     mp = pytest.MonkeyPatch()
     before = set(sys.modules)
     try:
@@ -270,10 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true",
                         help="svseg in its opt-in fast mode (svseg.networks.fast_mode: bf16 autocast); the authors "
                              "stay fp32")
-    parser.add_argument("--compile", action="store_true",
-                        help="svseg's forward under torch.compile (svseg.networks.fast_mode(compile=True); fp32 unless "
+    parser.add_argument("--compile", nargs="?", const="true", default=None, choices=("true", "freeze"),
+                        help="svseg's forward under torch.compile (svseg.networks.fast_mode(compile=...); fp32 unless "
                              "--fast); the authors' code stays eager. The warm-up run compiles; --skip-train spares the "
-                             "training graphs' compilation (minutes per network on 2 cores)")
+                             "training graphs' compilation (minutes per network on 2 cores). 'freeze' folds the "
+                             "weights into the eval graph (inference only: needs --skip-train)")
     parser.add_argument("--channels-last", action="store_true",
                         help="svseg's module and inputs in the channels_last memory format (at fp32, or with --fast)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
@@ -281,13 +282,16 @@ def main(argv: list[str] | None = None) -> int:
                              "time and their share (written to the versus-authors-profile section with --write)")
     parser.add_argument("--write", default=None, help="Markdown file whose versus-authors section to replace")
     args = parser.parse_args(argv)
+    if args.compile == "freeze" and not args.skip_train:
+        parser.error("--compile freeze is for inference: add --skip-train")
+    compile_mode = {"true": True, "freeze": "freeze", None: False}[args.compile]
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     load_before = os.getloadavg()
     results = []
     for name in args.networks:
         r = measure(name, args.repeats, device, args.skip_train, args.fast, args.channels_last, args.profile,
-                    args.compile)
+                    compile_mode)
         results.append(r)
         print({k: v for k, v in r.items() if k not in ("runs", "profile")}, flush=True)
     load_after = os.getloadavg()
@@ -296,20 +300,28 @@ def main(argv: list[str] | None = None) -> int:
              f"{torch.__version__}, {args.threads} threads, device {device}, {args.repeats} timed runs per side; "
              f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after.")
     if args.fast or args.compile:
-        parts = (["bf16 autocast"] if args.fast else ["fp32"]) + (["torch.compile"] if args.compile else []) \
-            + (["channels_last"] if args.channels_last else [])
+        parts = ["bf16 autocast" if args.fast else "fp32"]
+        if args.compile:
+            parts.append("torch.compile" + (" with freezing" if args.compile == "freeze" else ""))
+        if args.channels_last:
+            parts.append("channels_last")
         mode = f"svseg in fast mode ({', '.join(parts)}), the authors' code fp32 and eager"
     else:
         mode = "fp32 on both sides" + (" (svseg in channels_last)" if args.channels_last else "")
-    opt_in = args.fast or args.compile
-    section = table(results, stamp, mode, *((FBEGIN, FEND) if opt_in else (BEGIN, END)))
+    opt_in = bool(args.fast or args.compile)
+    begin, end = BEGIN, END
+    if opt_in:  # one section per opt-in mode: freezing's table does not overwrite plain compile's
+        key = "versus-authors-freeze" if args.compile == "freeze" else "versus-authors-fast"
+        begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
+    section = table(results, stamp, mode, begin, end)
     print(section)
     if args.profile:
         profiles = profile_table(results)
         print(profiles)
     if args.write:
         if opt_in:
-            write_section(Path(args.write), section, FBEGIN, FEND, "svseg's opt-in fast mode against the authors' code")
+            write_section(Path(args.write), section, begin, end, "svseg's opt-in fast mode against the authors' code"
+                          + (", with freezing" if args.compile == "freeze" else ""))
         else:
             write_section(Path(args.write), section)
         if args.profile:

@@ -16,7 +16,12 @@ path and the fast path, and the authors' weights load the same way. Each forward
   forward per input shape compiles (20-110 s per network on 2 CPU cores). Measured on a 2-core AVX2 CPU against
   the authors' eager code (``benchmarks/versus_authors.py --compile``, ``docs/benchmarks.md``): eval forward
   1.62x for SA2-Net, 1.25x AFMA, 1.12x MSGA, 1.08x MSA2Net, 1.01x SvANet, and a training step slower (SA2-Net:
-  6.7 s vs 5.5 s eager), so it is an inference option on a CPU; on a GPU it is untested here.
+  6.7 s vs 5.5 s eager), so it is an inference option on a CPU; on a GPU it is untested here;
+* with ``compile="freeze"``, also folds the weights into the compiled graph (inductor's ``freezing``: constants,
+  pre-packed for oneDNN), for inference only: it refuses a forward with gradients, and a forward after the weights
+  changed in place since the graph was frozen, rather than compute with stale weights. Eval against the authors'
+  eager code on the AVX2 CPU: SA2-Net 1.56x, AFMA 1.26x, SvANet 1.15x, MSGA 1.15x, MSA2Net 1.08x
+  (``versus_authors.py --compile freeze --skip-train``, ``docs/benchmarks.md``).
 
 Why not the libraries' own switches: MONAI's ``SupervisedTrainer(amp=True)`` and ``SupervisedEvaluator``
 enter ``torch.autocast("cuda")`` only, which does nothing on a CPU, and ignite's trainers do the same; the
@@ -113,20 +118,50 @@ def _with_meta(out: Any, like: Any) -> Any:
     return _map_tensors(out, lambda t: MetaTensor(t, meta=like.meta, applied_operations=like.applied_operations))
 
 
+COMPILE_MODES = (False, True, "freeze")
+
+
+def _weights_version(module: nn.Module) -> tuple[int, ...]:
+    """In-place changes to the weights (an optimiser step, ``load_state_dict``, BatchNorm statistics) bump a
+    tensor's ``_version``; a frozen graph is only valid for the versions it was compiled at."""
+    return tuple(t._version for t in (*module.parameters(), *module.buffers()))
+
+
 class _FastForward:
     """The forward that ``fast_mode`` installs on one module instance (kept picklable and deep-copyable: the
     compiled function is rebuilt at the first call after a copy, never copied)."""
 
-    def __init__(self, forward: Callable, dtype: torch.dtype | None, channels_last: bool, compile: bool = False):
+    def __init__(self, forward: Callable, dtype: torch.dtype | None, channels_last: bool,
+                 compile: bool | str = False):
         self.forward = forward
         self.dtype = dtype
         self.channels_last = channels_last
         self.compile = compile
         self.compiled: Callable | None = None
+        self.frozen_at: tuple[int, ...] | None = None
         self.checked: set[str] = set()  # device types whose bf16 support was confirmed
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "compiled": None}
+        return {**self.__dict__, "compiled": None, "frozen_at": None}
+
+    def _compiled(self) -> Callable:
+        if self.compile != "freeze":
+            if self.compiled is None:
+                self.compiled = torch.compile(self.forward)
+            return self.compiled
+        if torch.is_grad_enabled():
+            raise RuntimeError("compile=freeze is for inference (torch.no_grad): a frozen graph folds the weights in as "
+                               "constants, so it cannot train; use compile=true for training")
+        version = _weights_version(self.forward.__self__)
+        if self.compiled is None:
+            # inductor's freezing: weights folded in and pre-packed at compile time (an inference-only graph)
+            self.compiled = torch.compile(self.forward, options={"freezing": True})
+            self.frozen_at = version
+        elif version != self.frozen_at:
+            raise RuntimeError("compile=freeze: the network's weights changed after its graph was frozen, which would "
+                               "keep computing with the old ones; freeze is for inference with loaded weights "
+                               "(svseg predict --compile freeze), compile=true for a network that trains")
+        return self.compiled
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         if not self.compile:
@@ -134,9 +169,7 @@ class _FastForward:
         from monai.data import MetaTensor
 
         like = next((a for a in (*args, *kwargs.values()) if isinstance(a, MetaTensor)), None)
-        if self.compiled is None:
-            self.compiled = torch.compile(self.forward)
-        out = self.compiled(*(_plain(a) for a in args), **{k: _plain(v) for k, v in kwargs.items()})
+        out = self._compiled()(*(_plain(a) for a in args), **{k: _plain(v) for k, v in kwargs.items()})
         return out if like is None else _with_meta(out, like)
 
     def _device_type(self, args: tuple, kwargs: dict) -> str:
@@ -161,7 +194,7 @@ class _FastForward:
 
 
 def fast_mode(net: nn.Module, enabled: bool = True, dtype: torch.dtype = torch.bfloat16,
-              channels_last: bool = False, compile: bool = False) -> nn.Module:
+              channels_last: bool = False, compile: bool | str = False) -> nn.Module:
     """Switch ``net`` (in place) to the fast mode and return it; ``enabled=False`` and ``compile=False`` return
     it unchanged.
 
@@ -171,14 +204,18 @@ def fast_mode(net: nn.Module, enabled: bool = True, dtype: torch.dtype = torch.b
             can always call this.
         dtype: the autocast dtype (bf16: no loss scaling is needed, unlike fp16).
         channels_last: also use the channels-last memory format for the module and its 4-D inputs.
-        compile: the bundles' ``compile`` flag: run the forward through ``torch.compile`` (with or without
-            autocast). On a CPU, inductor needs a C++ compiler (``g++``); without one the first forward fails.
+        compile: the bundles' ``compile`` key: ``True`` runs the forward through ``torch.compile`` (with or
+            without autocast); ``"freeze"`` also folds the weights into the graph (inductor's ``freezing``), for
+            inference only: it refuses a forward with gradients, and a forward after the weights changed in place,
+            rather than compute with stale weights. Either needs a C++ compiler (``g++``) on a CPU.
 
     Calling it twice is a no-op; the parameters stay fp32 and the ``state_dict`` is unchanged. The first
     forward on a device without native bf16 (an AVX2-only CPU, an older GPU) raises a ``RuntimeError`` that says
     so, rather than running many times slower than fp32 (no silent fallback to fp32 either: the user asked for
     bf16 and gets told why not).
     """
+    if compile not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of false, true, 'freeze'; got {compile!r}")
     if not (enabled or compile) or is_fast_mode(net):
         return net
     if enabled and dtype == torch.bfloat16:

@@ -159,6 +159,25 @@ def test_compile_at_fp32_keeps_outputs_keys_and_meta():
         assert torch.allclose(net(x), ref, rtol=1e-5, atol=1e-6)  # the original is untouched
 
 
+def test_compile_freeze_is_inference_only_and_never_stale():
+    """``compile="freeze"`` (inductor's freezing: weights folded into the graph): the eager outputs under
+    ``torch.no_grad``; a forward with gradients is refused, and so is a forward after the weights changed in place
+    (an optimiser step, ``load_state_dict``), where a frozen graph would go on computing with the old weights."""
+    eager, net = _tiny().eval(), fast_mode(_tiny().eval(), enabled=False, compile="freeze")
+    x = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.allclose(net(x), eager(x), rtol=1e-5, atol=1e-6)
+        assert torch.allclose(net(x), eager(x), rtol=1e-5, atol=1e-6)  # the same weights: the frozen graph again
+    with pytest.raises(RuntimeError, match="compile=freeze is for inference"):
+        net(x)
+    state = {k: v + 1 if v.is_floating_point() else v for k, v in eager.state_dict().items()}
+    net.load_state_dict(state)
+    with torch.no_grad(), pytest.raises(RuntimeError, match="weights changed after its graph was frozen"):
+        net(x)
+    with pytest.raises(ValueError, match="compile must be one of"):
+        fast_mode(_tiny(), compile="max-autotune")
+
+
 def test_compile_without_a_cpp_compiler_refuses_at_once(monkeypatch):
     """torch.compile's CPU backend builds C++: with no compiler, fast_mode says so before any forward."""
     monkeypatch.setenv("CXX", "no-such-compiler-svseg")
@@ -200,8 +219,8 @@ def test_bf16_supported_answers_for_this_machine():
 
 @pytest.mark.slow
 def test_predict_compile_matches_eager_on_real_data(tmp_path, capsys):
-    """``svseg predict --compile`` on a real scan (the tiny MNI152 demo set): the same label map and float32
-    probabilities (to float32 rounding) as the eager fp32 run, with the same geometry. The checkpoint is a seeded,
+    """``svseg predict --compile`` and ``--compile freeze`` on a real scan (the tiny MNI152 demo set): the same
+    label map and float32 probabilities (to float32 rounding) as the eager fp32 run, with the same geometry. The checkpoint is a seeded,
     untrained SA2-Net narrowed to 8 features (compiling the full one takes minutes on 2 cores); what is tested is
     the compiled path through the bundle's inference.json, its inferer, its MetaTensor handling and its writer."""
     import nibabel as nib
@@ -222,17 +241,21 @@ def test_predict_compile_matches_eager_on_real_data(tmp_path, capsys):
               "--override", "network_def#features=8", "--save-probabilities", "--probabilities-dtype", "float32"]
     assert main(["predict", *common, "--output", str(tmp_path / "eager")]) == 0
     assert main(["predict", *common, "--compile", "--output", str(tmp_path / "compiled")]) == 0
+    assert main(["predict", *common, "--compile", "freeze", "--output", str(tmp_path / "frozen")]) == 0
     capsys.readouterr()
     name = image.name.replace(".nii.gz", "")
-    seg = {k: nib.load(tmp_path / k / f"{name}_seg.nii.gz") for k in ("eager", "compiled")}
-    np.testing.assert_allclose(seg["compiled"].affine, seg["eager"].affine, atol=1e-6)
+    runs = ("eager", "compiled", "frozen")
+    seg = {k: nib.load(tmp_path / k / f"{name}_seg.nii.gz") for k in runs}
     labels = {k: np.asarray(v.dataobj) for k, v in seg.items()}
-    probs = {k: np.load(tmp_path / k / f"{name}.npz")["probabilities"] for k in ("eager", "compiled")}
-    assert probs["eager"].dtype == np.float32 and probs["eager"].shape == probs["compiled"].shape
-    assert (labels["eager"] == labels["compiled"]).mean() > 0.9999
+    probs = {k: np.load(tmp_path / k / f"{name}.npz")["probabilities"] for k in runs}
+    assert probs["eager"].dtype == np.float32
+    for k in runs[1:]:
+        np.testing.assert_allclose(seg[k].affine, seg["eager"].affine, atol=1e-6)
+        assert probs[k].shape == probs["eager"].shape and (labels[k] == labels["eager"]).mean() > 0.9999
     # an untrained network's labels are all background here and its probabilities vary little over the scan
     # (standard deviation ~2e-4 per class), so the comparison is tight: 1e-5 is float32 rounding, a tenth of
     # the spatial variation that any wrong computation (an ignored input, a stale or missing layer) would show
     spread = probs["eager"].reshape(probs["eager"].shape[0], -1).std(axis=1).max()
     assert spread > 1e-4
-    assert np.abs(probs["eager"] - probs["compiled"]).max() < 1e-5
+    for k in runs[1:]:
+        assert np.abs(probs["eager"] - probs[k]).max() < 1e-5, k
