@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,9 @@ from monai.bundle import ConfigParser
 from svseg.networks import SA2Net, SvANet, fast, fast_mode, is_fast_mode
 
 ROOT = Path(__file__).resolve().parents[2]
+# torch.compile's CPU backend builds C++ with g++ (an apt package: apt-get install g++)
+needs_cxx = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
+                               reason="torch.compile on a CPU needs a C++ compiler: apt-get install g++ (or set CXX)")
 
 
 @pytest.fixture(autouse=True)
@@ -133,6 +138,7 @@ def _tiny() -> torch.nn.Module:
                                torch.nn.Conv2d(4, 2, 1))
 
 
+@needs_cxx
 def test_compile_at_fp32_keeps_outputs_keys_and_meta():
     """``compile=True`` alone: fp32 (no autocast, no bf16 check), the outputs of the eager module to float32
     rounding, the same ``state_dict`` keys (no ``_orig_mod.`` prefix), MetaTensor in -> MetaTensor out with the
@@ -159,6 +165,7 @@ def test_compile_at_fp32_keeps_outputs_keys_and_meta():
         assert torch.allclose(net(x), ref, rtol=1e-5, atol=1e-6)  # the original is untouched
 
 
+@needs_cxx
 def test_compile_freeze_is_inference_only_and_never_stale():
     """``compile="freeze"`` (inductor's freezing: weights folded into the graph): the eager outputs under
     ``torch.no_grad``; a forward with gradients is refused, and so is a forward after the weights changed in place
@@ -218,6 +225,7 @@ def test_bf16_supported_answers_for_this_machine():
 
 
 @pytest.mark.slow
+@needs_cxx
 def test_predict_compile_matches_eager_on_real_data(tmp_path, capsys):
     """``svseg predict --compile`` and ``--compile freeze`` on a real scan (the tiny MNI152 demo set): the same
     label map and float32 probabilities (to float32 rounding) as the eager fp32 run, with the same geometry. The checkpoint is a seeded,
