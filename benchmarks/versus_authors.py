@@ -308,22 +308,20 @@ def main(argv: list[str] | None = None) -> int:
         mode = f"svseg in fast mode ({', '.join(parts)}), the authors' code fp32 and eager"
     else:
         mode = "fp32 on both sides" + (" (svseg in channels_last)" if args.channels_last else "")
-    opt_in = bool(args.fast or args.compile)
-    begin, end = BEGIN, END
-    if opt_in:  # one section per opt-in mode: freezing's table does not overwrite plain compile's
-        key = "versus-authors-freeze" if args.compile == "freeze" else "versus-authors-fast"
-        begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
+    # one section per mode: the fp32 table stays the reference, freezing's does not overwrite plain compile's
+    key, heading = "versus-authors", "svseg against the authors' code, side by side"
+    if args.fast or args.compile:
+        key, heading = "versus-authors-fast", "svseg's opt-in fast mode against the authors' code"
+        if args.compile == "freeze":
+            key, heading = "versus-authors-freeze", heading + ", with freezing"
+    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
     section = table(results, stamp, mode, begin, end)
     print(section)
     if args.profile:
         profiles = profile_table(results)
         print(profiles)
     if args.write:
-        if opt_in:
-            write_section(Path(args.write), section, begin, end, "svseg's opt-in fast mode against the authors' code"
-                          + (", with freezing" if args.compile == "freeze" else ""))
-        else:
-            write_section(Path(args.write), section)
+        write_section(Path(args.write), section, begin, end, heading)
         if args.profile:
             write_section(Path(args.write), profiles, PBEGIN, PEND, "Where svseg's time goes (torch.profiler)")
     return 0

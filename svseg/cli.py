@@ -69,13 +69,14 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
 _FAST_HELP = ("opt-in fast mode: the network runs under bf16 autocast (svseg.networks.fast_mode, the bundle key "
               "fast_mode=true); weights and checkpoints stay fp32; needs native bf16 (AVX-512-BF16/AMX CPU or GPU) "
               "and refuses to run without it; its speed and accuracy cost are not yet measured (docs/benchmarks.md)")
-_COMPILE_HELP = ("torch.compile the network's forward (the bundle key compile=true; fp32 unless --fast too): the first "
-                 "forward per input shape compiles (20-110 s on 2 CPU cores; needs g++). Measured on a 2-core AVX2 CPU: "
-                 "eval 1.62x faster for SA2-Net, 1.25x AFMA, 1.12x MSGA, ~1.0 for MSA2Net and SvANet, training slower "
-                 "(docs/benchmarks.md)")
-_COMPILE_PREDICT_HELP = (_COMPILE_HELP[:-1] + "; --compile freeze also folds the loaded weights into the graph "
+_COMPILE_MEASURED = ("torch.compile the network's forward (the bundle key compile=true; fp32 unless --fast too): the "
+                     "first forward per input shape compiles (20-110 s on 2 CPU cores; needs g++). Measured on a 2-core "
+                     "AVX2 CPU: eval 1.62x faster for SA2-Net, 1.25x AFMA, 1.12x MSGA, ~1.0 for MSA2Net and SvANet, "
+                     "training slower")
+_COMPILE_HELP = f"{_COMPILE_MEASURED} (docs/benchmarks.md)"
+_COMPILE_PREDICT_HELP = (f"{_COMPILE_MEASURED}; --compile freeze also folds the loaded weights into the graph "
                          "(inductor's freezing, inference only): eval against the authors' eager code 1.56x for SA2-Net, "
-                         "1.26x AFMA, 1.15x SvANet and MSGA, 1.08x MSA2Net)")
+                         "1.26x AFMA, 1.15x SvANet and MSGA, 1.08x MSA2Net (docs/benchmarks.md)")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

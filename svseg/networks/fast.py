@@ -38,9 +38,11 @@ and there it refuses to run (``docs/benchmarks.md`` says what is known and what 
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any, Callable
 
 import torch
+from monai.data import MetaTensor
 from torch import nn
 
 __all__ = ["fast_mode", "is_fast_mode", "bf16_supported"]
@@ -87,8 +89,6 @@ def _to_float32(out: Any) -> Any:
 
 def _require_compiler(device_type: str) -> None:
     """torch.compile's CPU backend (inductor) builds C++; say so at once rather than deep in the first forward."""
-    import shutil
-
     if device_type == "cpu":
         compiler = os.environ.get("CXX", "g++")
         if shutil.which(compiler) is None:
@@ -105,16 +105,12 @@ def _require_bf16(device_type: str) -> None:
 
 
 def _plain(value: Any) -> Any:
-    from monai.data import MetaTensor
-
     return value.as_tensor() if isinstance(value, MetaTensor) else value
 
 
 def _with_meta(out: Any, like: Any) -> Any:
     """``out``'s tensors as MetaTensors carrying ``like``'s meta (what MONAI's evaluator does after a compiled
     forward), so transforms that invert or save the prediction see the same thing as on the eager path."""
-    from monai.data import MetaTensor
-
     return _map_tensors(out, lambda t: MetaTensor(t, meta=like.meta, applied_operations=like.applied_operations))
 
 
@@ -166,8 +162,6 @@ class _FastForward:
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         if not self.compile:
             return self.forward(*args, **kwargs)
-        from monai.data import MetaTensor
-
         like = next((a for a in (*args, *kwargs.values()) if isinstance(a, MetaTensor)), None)
         out = self._compiled()(*(_plain(a) for a in args), **{k: _plain(v) for k, v in kwargs.items()})
         return out if like is None else _with_meta(out, like)
@@ -218,12 +212,12 @@ def fast_mode(net: nn.Module, enabled: bool = True, dtype: torch.dtype = torch.b
         raise ValueError(f"compile must be one of false, true, 'freeze'; got {compile!r}")
     if not (enabled or compile) or is_fast_mode(net):
         return net
+    first = next(iter(net.parameters()), None)
+    device_type = first.device.type if first is not None else "cpu"
     if enabled and dtype == torch.bfloat16:
-        first = next(iter(net.parameters()), None)
-        _require_bf16(first.device.type if first is not None else "cpu")
+        _require_bf16(device_type)
     if compile:
-        first = next(iter(net.parameters()), None)
-        _require_compiler(first.device.type if first is not None else "cpu")
+        _require_compiler(device_type)
     if channels_last:
         net.to(memory_format=torch.channels_last)
     net.forward = _FastForward(net.forward, dtype if enabled else None, channels_last, compile)
